@@ -1,0 +1,47 @@
+# Two commands do all the set-up on a fresh clone:
+#   make train   create .venv if missing, install, run the main job
+#   make test    create .venv if missing, install, run the default test suite
+# The install is idempotent: a stamp file records the requirement files it was
+# made from, so a second call installs nothing.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.saferl_tf-installed
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+
+ENV_ID ?= sgym_Safexp-PointGoal2-v0
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: venv train test lint format bench-env clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt setup.cfg pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing saferl_tf and its dependencies into $(VENV) (a few minutes on first run)"
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -r requirements-nodeps.txt
+	$(PIP) install --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+train: venv
+	$(PY) launchers/train.py --env=$(ENV_ID) --safety $(ARGS)
+
+test: venv
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench-env: venv
+	$(PY) tools/bench_env.py
+
+clean-venv:
+	rm -rf $(VENV)

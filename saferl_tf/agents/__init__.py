@@ -1,0 +1,23 @@
+"""Agents and their registry. Importing this package registers the built-in agents."""
+
+from saferl_tf.agents.base import (
+    Agent,
+    Transition,
+    agent_class,
+    make_agent,
+    register_agent,
+    registered_agents,
+)
+from saferl_tf.agents.random import RandomAgent
+from saferl_tf.config import AgentConfig
+
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "RandomAgent",
+    "Transition",
+    "agent_class",
+    "make_agent",
+    "register_agent",
+    "registered_agents",
+]

@@ -1,0 +1,5 @@
+"""Experience storage."""
+
+from saferl_tf.data.replay import Chunk, EpisodeReplay
+
+__all__ = ["Chunk", "EpisodeReplay"]

@@ -1,0 +1,116 @@
+"""``make``: one environment with the package's step API and options."""
+
+from __future__ import annotations
+
+import gymnasium
+
+from saferl_tf.envs import registry, wrappers
+from saferl_tf.errors import ConfigError
+
+OBSERVATION_KINDS = ("vector", "pixels")
+PIXEL_SIZE = 64
+
+
+def make(
+    env_id: str,
+    *,
+    action_repeat: int = 1,
+    episode_length: int | None = None,
+    observation: str = "vector",
+    seed: int | None = None,
+    normalize_actions: bool = True,
+) -> wrappers.SafeEnv:
+    """Makes an environment.
+
+    Args:
+      env_id: 'sgym_<id>', 'gym_<id>' or 'saferl_<id>' (see ``registry``).
+      action_repeat: each action is applied this many times; reward and cost
+        are summed over the repeats.
+      episode_length: episode length in environment steps (before action
+        repeat); None keeps the environment's own.
+      observation: 'vector' (the flat observation, float32) or 'pixels'
+        (64x64x3 uint8 frames; safety-gymnasium renders its robot camera).
+      seed: seeds the first ``reset()``; later resets continue its stream.
+      normalize_actions: expose a bounded Box action space as [-1, 1].
+
+    Returns:
+      A ``SafeEnv``: ``step`` returns (observation, reward, cost, terminated,
+      truncated, info).
+    """
+    if observation not in OBSERVATION_KINDS:
+        raise ConfigError(
+            f"unknown observation kind {observation!r}; accepted: {', '.join(OBSERVATION_KINDS)}"
+        )
+    if action_repeat < 1:
+        raise ConfigError(f"action_repeat must be a positive integer, got {action_repeat}")
+    if episode_length is not None and episode_length < 1:
+        raise ConfigError(f"episode_length must be a positive integer, got {episode_length}")
+    spec = registry.parse_env_id(env_id)
+    pixels = observation == "pixels"
+    render_kwargs = {"render_mode": "rgb_array"} if pixels else {}
+    if spec.family == "sgym":
+        env = _make_safety_gymnasium(spec.name, episode_length, pixels)
+    elif spec.family == "gym":
+        env = _make_gymnasium(spec.name, episode_length, pixels)
+    else:
+        own = registry.own_env(spec.name)
+        inner = own.factory(**render_kwargs)
+        length = episode_length or own.max_episode_steps
+        if length:
+            inner = wrappers.time_limit(inner, length)
+        env = wrappers.GymnasiumEnv(inner, returns_cost=False)
+    if pixels:
+        env = wrappers.PixelObservation(env, PIXEL_SIZE)
+    if normalize_actions and wrappers.NormalizeActions.needed(env.action_space):
+        env = wrappers.NormalizeActions(env)
+    if action_repeat > 1:
+        env = wrappers.ActionRepeat(env, action_repeat)
+    if seed is not None:
+        env = _SeedFirstReset(env, seed)
+    return env
+
+
+def _make_safety_gymnasium(name: str, episode_length: int | None, pixels: bool):
+    from saferl_tf.envs.safety_gym import import_safety_gymnasium
+
+    safety_gymnasium = import_safety_gymnasium()
+    kwargs = {}
+    if episode_length:
+        kwargs["max_episode_steps"] = episode_length
+    if pixels:
+        # The robot's own camera at the agent's resolution: rendering, not the
+        # physics, bounds a pixel agent's collection, so render small.
+        kwargs.update(
+            render_mode="rgb_array", width=PIXEL_SIZE, height=PIXEL_SIZE, camera_name="vision"
+        )
+    return wrappers.GymnasiumEnv(safety_gymnasium.make(name, **kwargs), returns_cost=True)
+
+
+def _make_gymnasium(name: str, episode_length: int | None, pixels: bool):
+    kwargs = {}
+    if episode_length:
+        kwargs["max_episode_steps"] = episode_length
+    if pixels:
+        kwargs["render_mode"] = "rgb_array"
+        try:  # MuJoCo tasks render at the requested size directly.
+            inner = gymnasium.make(name, width=PIXEL_SIZE, height=PIXEL_SIZE, **kwargs)
+        except TypeError:
+            inner = gymnasium.make(name, **kwargs)
+    else:
+        inner = gymnasium.make(name, **kwargs)
+    return wrappers.GymnasiumEnv(inner, returns_cost=False)
+
+
+class _SeedFirstReset(wrappers.Wrapper):
+    """Seeds the first reset (and the action space) once; later resets continue."""
+
+    def __init__(self, env, seed: int):
+        super().__init__(env)
+        self._seed = seed
+        self.action_space.seed(seed)
+
+    def reset(self, seed=None):
+        if seed is None and self._seed is not None:
+            seed = self._seed
+        self._seed = None
+        return self.env.reset(seed=seed)

@@ -1,0 +1,14 @@
+"""The package's own environments register themselves here (``saferl_`` ids).
+
+Later environments (the constrained pendulum, the LQR) add their modules to
+``_MODULES``; importing this module imports them, which registers them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_MODULES: tuple[str, ...] = ()
+
+for _module in _MODULES:
+    importlib.import_module(_module)

@@ -1,0 +1,132 @@
+"""Environment ids: ``sgym_<id>``, ``gym_<id>`` and ``saferl_<id>``.
+
+- ``sgym_<id>``: a safety-gymnasium task. The seeds' safety-gym names
+  ``Safexp-<Robot><Task><Level>-v0`` map to safety-gymnasium's
+  ``Safety<Robot><Task><Level>-v0``; safety-gymnasium names pass through.
+- ``gym_<id>``: any environment in gymnasium's registry (cost is 0).
+- ``saferl_<id>``: the package's own environments, registered with
+  ``register_env``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import Any
+
+from saferl_tf.errors import UnknownNameError, did_you_mean
+
+PREFIXES = ("sgym_", "gym_", "saferl_")
+
+ROBOTS = ("Point", "Car", "Doggo", "Racecar", "Ant")
+TASKS = ("Goal", "Button", "Push", "Circle")
+LEVELS = (0, 1, 2)
+
+_SAFEXP = re.compile(r"^Safexp-(?P<robot>[A-Z][a-z]+)(?P<task>[A-Z][a-z]+)(?P<level>\d)-v0$")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """A parsed environment id.
+
+    Attributes:
+      family: 'sgym', 'gym' or 'saferl'.
+      name: the id inside that family (the safety-gymnasium name for 'sgym').
+      env_id: the id as the user gave it.
+    """
+
+    family: str
+    name: str
+    env_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _OwnEnv:
+    factory: Callable[..., Any]
+    max_episode_steps: int | None
+
+
+_OWN_ENVS: dict[str, _OwnEnv] = {}
+
+
+def register_env(
+    name: str, factory: Callable[..., Any], max_episode_steps: int | None = None
+) -> None:
+    """Registers a package environment so that ``saferl_<name>`` makes it.
+
+    Args:
+      name: the id without the prefix, for example 'ConstrainedPendulum-v0'.
+      factory: called with keyword arguments (``render_mode`` among them) and
+        returning a gymnasium.Env whose ``info['cost']`` holds the step cost.
+      max_episode_steps: the default episode length in environment steps.
+    """
+    _OWN_ENVS[name] = _OwnEnv(factory, max_episode_steps)
+
+
+def own_env(name: str) -> _OwnEnv:
+    return _OWN_ENVS[name]
+
+
+def safexp_to_safety_gymnasium(name: str) -> str:
+    """'Safexp-PointGoal2-v0' -> 'SafetyPointGoal2-v0'; other names unchanged."""
+    match = _SAFEXP.match(name)
+    if not match:
+        return name
+    return f"Safety{match['robot']}{match['task']}{match['level']}-v0"
+
+
+def safety_gymnasium_ids() -> list[str]:
+    """Every registered safety-gymnasium id (imports safety-gymnasium)."""
+    from saferl_tf.envs.safety_gym import import_safety_gymnasium
+
+    import_safety_gymnasium()
+    from safety_gymnasium.utils.registration import safe_registry
+
+    return sorted(safe_registry)
+
+
+def gymnasium_ids() -> list[str]:
+    import gymnasium
+
+    return sorted(gymnasium.registry)
+
+
+def own_ids() -> list[str]:
+    import saferl_tf.envs.own  # noqa: F401  (registers the package's environments)
+
+    return sorted(_OWN_ENVS)
+
+
+def known_ids() -> list[str]:
+    """Every accepted id, with its prefix."""
+    ids = [f"sgym_{name}" for name in safety_gymnasium_ids()]
+    ids += [f"sgym_Safexp-{r}{t}{lv}-v0" for r in ROBOTS for t in TASKS for lv in LEVELS]
+    ids += [f"gym_{name}" for name in gymnasium_ids() if not name.startswith("Safety")]
+    ids += [f"saferl_{name}" for name in own_ids()]
+    return ids
+
+
+def parse_env_id(env_id: str) -> EnvSpec:
+    """Resolves ``env_id`` to a registered environment or raises UnknownNameError.
+
+    The error is one line: the id, close matches among all known ids and the
+    accepted prefixes.
+    """
+    family, _, name = env_id.partition("_")
+    if f"{family}_" in PREFIXES and name:
+        if family == "sgym":
+            name = safexp_to_safety_gymnasium(name)
+            registered = safety_gymnasium_ids()
+        elif family == "gym":
+            registered = gymnasium_ids()
+        else:
+            registered = own_ids()
+        if name in registered:
+            return EnvSpec(family, name, env_id)
+    raise UnknownNameError(
+        f"unknown environment id {env_id!r}{did_you_mean(env_id, known_ids())}; "
+        f"accepted: an id with a prefix {', '.join(PREFIXES)} "
+        "(sgym_: safety-gymnasium or safety-gym 'Safexp-' names, gym_: gymnasium, "
+        "saferl_: this package's own)"
+    )

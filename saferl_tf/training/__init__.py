@@ -1,0 +1,1 @@
+"""Training: the collect/update/evaluate loop, logging and checkpoints."""

@@ -1,0 +1,69 @@
+"""Run checkpoints: the agent and the loop's counters in one ``tf.train.Checkpoint``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import tensorflow as tf
+
+from saferl_tf.errors import CheckpointError
+
+
+class LoopState(tf.Module):
+    """The training loop's counters, as variables so that they are checkpointed."""
+
+    def __init__(self):
+        super().__init__(name="loop")
+        self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.total_cost = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.next_eval = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.last_eval = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.next_checkpoint = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+
+class RunCheckpoint:
+    """Saves and restores ``agent`` and ``loop`` under ``directory``.
+
+    Agents move NumPy state into variables in ``before_checkpoint`` and back in
+    ``after_restore``; this class calls both.
+    """
+
+    def __init__(self, directory: str | Path, agent, loop: LoopState, max_to_keep: int = 3):
+        self.directory = Path(directory)
+        self.agent = agent
+        self._checkpoint = tf.train.Checkpoint(agent=agent, loop=loop)
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, str(self.directory), max_to_keep=max_to_keep
+        )
+
+    @property
+    def latest(self) -> str | None:
+        return self._manager.latest_checkpoint
+
+    def save(self, step: int) -> str:
+        self.agent.before_checkpoint()
+        return self._manager.save(checkpoint_number=int(step))
+
+    def restore(self) -> bool:
+        """Restores the newest checkpoint; False when there is none.
+
+        Raises CheckpointError (one line) when the checkpoint exists but does
+        not restore: a corrupt file, or one written by a different agent.
+        """
+        latest = self.latest
+        if latest is None:
+            return False
+        try:
+            status = self._checkpoint.restore(latest)
+            status.assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise CheckpointError(
+                f"cannot restore checkpoint {latest}: {message}; "
+                "move the run folder aside or choose another --log_dir"
+            ) from None
+        logging.info("restored %s", latest)
+        self.agent.after_restore()
+        return True

@@ -1,0 +1,209 @@
+"""One training run from its settings: what ``launchers/train.py`` calls.
+
+``train(RunSettings(env="sgym_Safexp-PointGoal2-v0", agent="random"))`` builds
+the config, the environments, the agent, the logger and the loop; writes
+``config.json``; trains (resuming if the run folder holds a checkpoint) and
+writes ``summary.json``. The run folder defaults to
+``results/<agent>/<env>/<seed>/``::
+
+    config.json        the settings and the agent's full config
+    events.out.tfevents.*   TensorBoard scalars
+    metrics.jsonl      the same scalars, one JSON object per line
+    checkpoints/       tf.train.CheckpointManager checkpoints (ckpt-<step>)
+    replay/            episodes as compressed .npz
+    summary.json       the last train and eval metrics, at the end
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+
+from saferl_tf import envs as envs_lib
+from saferl_tf.agents import agent_class, make_agent
+from saferl_tf.agents.base import preset_names
+from saferl_tf.config import build_config, config_to_dict
+from saferl_tf.errors import ConfigError
+from saferl_tf.training.logger import Logger
+from saferl_tf.training.loop import LoopSettings, Trainer
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclasses.dataclass
+class RunSettings:
+    """Everything a training run is made from. ``None`` means: from the agent config."""
+
+    env: str
+    agent: str = "random"
+    config: str = ""
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)
+    log_dir: str | None = None
+    results_dir: str = "results"
+    seed: int = 0
+    total_steps: int = 1_000_000
+    eval_every: int = 10_000
+    eval_episodes: int = 1
+    checkpoint_every: int = 10_000
+    log_every: int = 1_000
+    num_envs: int = 1
+    episode_length: int | None = None
+    action_repeat: int | None = None
+    observation: str | None = None
+    safety: bool | None = None
+    jit: bool | None = None
+    progress: bool = True
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be a positive integer, got {value}")
+
+
+def resolve(settings: RunSettings):
+    """Checks the settings; returns (agent class, agent config, run folder)."""
+    _check_positive(
+        total_steps=settings.total_steps,
+        num_envs=settings.num_envs,
+        eval_episodes=settings.eval_episodes,
+        checkpoint_every=settings.checkpoint_every,
+        log_every=settings.log_every,
+        episode_length=settings.episode_length,
+        action_repeat=settings.action_repeat,
+    )
+    if settings.eval_every < 0:
+        raise ConfigError(f"--eval_every must be >= 0 (0 disables), got {settings.eval_every}")
+    cls = agent_class(settings.agent)
+    overrides = dict(settings.overrides)
+    for key in ("action_repeat", "observation", "safety", "jit"):
+        value = getattr(settings, key)
+        if value is not None:
+            overrides[key] = value
+    config = build_config(cls.Config, preset_names(cls), settings.config, overrides)
+    if config.observation not in envs_lib.OBSERVATION_KINDS:
+        raise ConfigError(
+            f"unknown observation kind {config.observation!r}; "
+            f"accepted: {', '.join(envs_lib.OBSERVATION_KINDS)}"
+        )
+    envs_lib.parse_env_id(settings.env)
+    run_dir = Path(
+        settings.log_dir
+        or Path(settings.results_dir) / settings.agent / settings.env / str(settings.seed)
+    )
+    return cls, config, run_dir
+
+
+def _record(settings: RunSettings, config) -> dict:
+    run = dataclasses.asdict(settings)
+    run.pop("overrides")
+    return {"agent": settings.agent, "env": settings.env, "run": run,
+            "agent_config": config_to_dict(config)}  # fmt: skip
+
+
+def _check_same_run(run_dir: Path, record: dict) -> None:
+    """A folder that holds a run may only be resumed with the same agent, env and config."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return
+    try:
+        previous = json.loads(path.read_text())
+    except ValueError:
+        return
+    differing = [key for key in ("agent", "env") if previous.get(key) != record[key]]
+    old_config, new_config = previous.get("agent_config", {}), record["agent_config"]
+    differing += [
+        f"agent_config.{k}"
+        for k in sorted(set(old_config) | set(new_config))
+        if old_config.get(k) != new_config.get(k)
+    ]
+    if differing:
+        raise ConfigError(
+            f"{run_dir} holds a run with different settings ({', '.join(differing)}); "
+            "resume it with its own settings or choose another --log_dir"
+        )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+def _resume_step(checkpoint_dir: Path) -> int:
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    if latest is None:
+        return 0
+    try:
+        return int(latest.rsplit("-", 1)[-1])
+    except ValueError:
+        return 0
+
+
+def train(settings: RunSettings) -> dict:
+    """Runs (or resumes) the training run described by ``settings``; returns its summary."""
+    cls, config, run_dir = resolve(settings)
+    record = _record(settings, config)
+    _check_same_run(run_dir, record)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / CONFIG_FILE, record)
+    checkpoint_dir = run_dir / "checkpoints"
+    # Environments of a resumed run get fresh seeds, so that it does not replay
+    # the episodes it saw before its checkpoint.
+    env_seed = settings.seed * 1_000_003 + _resume_step(checkpoint_dir)
+    env_kwargs = dict(
+        action_repeat=config.action_repeat,
+        episode_length=settings.episode_length,
+        observation=config.observation,
+    )
+    board_dir = run_dir if settings.log_dir else settings.results_dir
+    print(
+        f"saferl_tf: training {settings.agent} on {settings.env}; logs in {run_dir} "
+        f"(view with: tensorboard --logdir {board_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
+    envs = envs_lib.make_vector(settings.env, settings.num_envs, seed=env_seed, **env_kwargs)
+    logger = Logger(run_dir)
+    try:
+        agent = make_agent(
+            settings.agent,
+            envs.observation_space,
+            envs.action_space,
+            config,
+            logger=logger,
+            directory=run_dir,
+            num_envs=settings.num_envs,
+            seed=settings.seed,
+        )
+        trainer = Trainer(
+            agent,
+            envs,
+            LoopSettings(
+                total_steps=settings.total_steps,
+                eval_every=settings.eval_every,
+                eval_episodes=settings.eval_episodes,
+                checkpoint_every=settings.checkpoint_every,
+                log_every=settings.log_every,
+                progress=settings.progress,
+            ),
+            logger,
+            checkpoint_dir,
+            make_eval_env=lambda: envs_lib.make(
+                settings.env, seed=env_seed + 999_983, **env_kwargs
+            ),
+        )
+        summary = trainer.run()
+    finally:
+        envs.close()
+        logger.close()
+    summary = {k: float(v) for k, v in summary.items()}
+    _write_json(run_dir / SUMMARY_FILE, summary)
+    print(f"saferl_tf: done at step {int(summary['env_steps'])}; logs in {run_dir}", file=sys.stderr)
+    return summary

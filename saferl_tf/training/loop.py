@@ -1,0 +1,268 @@
+"""The training loop: collect, update on the agent's schedule, evaluate, checkpoint.
+
+``Trainer(agent, envs, ...).run()`` steps ``envs`` (a ``VectorEnv``) with
+``agent.act``, hands every batched step to ``agent.observe`` and calls
+``agent.update()`` after each one. It logs, under ``train/``:
+``episode_return``, ``episode_cost``, ``episode_length`` for every finished
+episode, ``cost_rate`` (total cost over total environment steps so far) and
+``steps_per_second``; under ``eval/`` the same for the deterministic policy
+every ``eval_every`` steps; and whatever ``update()`` returns.
+
+Steps are environment steps (an agent step with action repeat k counts k).
+Checkpoints are written every ``checkpoint_every`` steps, at the end, and on
+SIGINT/SIGTERM; a run that finds a checkpoint resumes from it. A non-finite
+metric stops the run at once, without writing a checkpoint, so the last good
+one stays the newest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from saferl_tf.agents.base import Agent, Transition
+from saferl_tf.envs.vector import VectorEnv
+from saferl_tf.envs.wrappers import SafeEnv
+from saferl_tf.errors import NonFiniteError
+from saferl_tf.training.checkpoint import LoopState, RunCheckpoint
+from saferl_tf.training.logger import Logger
+from saferl_tf.training.progress import Progress
+
+
+@dataclasses.dataclass
+class LoopSettings:
+    total_steps: int
+    eval_every: int = 10_000  # 0 disables evaluation.
+    eval_episodes: int = 1
+    checkpoint_every: int = 10_000
+    log_every: int = 1_000
+    progress: bool = True
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint was written."""
+
+    def __init__(self, signum: int, step: int, checkpoint: str | None):
+        self.signum = signum
+        self.step = step
+        self.checkpoint = checkpoint
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals(flag: dict):
+    """Turns SIGINT/SIGTERM into a flag that the loop checks after each step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if flag.get("signum") == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # A second Ctrl-C: stop now.
+        flag["signum"] = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+class Trainer:
+    """Runs one agent on a vector of environments (see the module docstring)."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        envs: VectorEnv,
+        settings: LoopSettings,
+        logger: Logger,
+        checkpoint_dir,
+        make_eval_env: Callable[[], SafeEnv] | None = None,
+    ):
+        self.agent = agent
+        self.envs = envs
+        self.settings = settings
+        self.logger = logger
+        self.make_eval_env = make_eval_env
+        self._eval_env: SafeEnv | None = None
+        self.state = LoopState()
+        self.checkpoint = RunCheckpoint(checkpoint_dir, agent, self.state)
+        self.resumed_from: str | None = None
+
+    # --- Counters live in Python during the loop; variables only at save time.
+
+    def _load_counters(self) -> None:
+        self.env_steps = int(self.state.env_steps.numpy())
+        self.episodes = int(self.state.episodes.numpy())
+        self.total_cost = float(self.state.total_cost.numpy())
+        self.next_eval = int(self.state.next_eval.numpy())
+        self.last_eval = int(self.state.last_eval.numpy())
+        self.next_checkpoint = int(self.state.next_checkpoint.numpy())
+
+    def _save(self) -> str:
+        self.state.env_steps.assign(self.env_steps)
+        self.state.episodes.assign(self.episodes)
+        self.state.total_cost.assign(self.total_cost)
+        self.state.next_eval.assign(self.next_eval)
+        self.state.last_eval.assign(self.last_eval)
+        self.state.next_checkpoint.assign(self.next_checkpoint)
+        path = self.checkpoint.save(self.env_steps)
+        self.logger.flush()
+        return path
+
+    def restore(self) -> bool:
+        if self.checkpoint.restore():
+            self.resumed_from = self.checkpoint.latest
+            self._load_counters()
+            self.logger.set_aside_after(self.env_steps)
+            return True
+        self._load_counters()
+        self.next_eval = self.settings.eval_every if self.settings.eval_every > 0 else -1
+        self.next_checkpoint = self.settings.checkpoint_every
+        return False
+
+    def run(self) -> dict[str, float]:
+        """Trains until ``total_steps``; returns the last logged train/eval metrics."""
+        settings = self.settings
+        self.restore()
+        summary: dict[str, float] = {}
+        progress = Progress(settings.total_steps, self.env_steps, settings.progress)
+        if self.resumed_from:
+            progress.write(f"resumed from {self.resumed_from} at step {self.env_steps}")
+        stop: dict = {}
+        num_envs = self.envs.num_envs
+        try:
+            with _stop_on_signals(stop):
+                observation = self.envs.reset()
+                is_first = np.ones(num_envs, bool)
+                episode_return = np.zeros(num_envs)
+                episode_cost = np.zeros(num_envs)
+                episode_length = np.zeros(num_envs, np.int64)
+                log_steps, log_time = self.env_steps, time.monotonic()
+                next_log = self.env_steps + settings.log_every
+                while self.env_steps < settings.total_steps:
+                    action = self.agent.act(observation, explore=True, is_first=is_first)
+                    step = self.envs.step(action)
+                    self.agent.observe(
+                        Transition(
+                            observation,
+                            action,
+                            step.reward,
+                            step.cost,
+                            step.observation,
+                            step.terminated,
+                            step.truncated,
+                        )
+                    )
+                    steps = int(step.env_steps.sum())
+                    self.env_steps += steps
+                    self.total_cost += float(step.cost.sum())
+                    episode_return += step.reward
+                    episode_cost += step.cost
+                    episode_length += step.env_steps
+                    is_first = step.done
+                    for index in np.flatnonzero(is_first):
+                        self.episodes += 1
+                        metrics = {
+                            "train/episode_return": episode_return[index],
+                            "train/episode_cost": episode_cost[index],
+                            "train/episode_length": episode_length[index],
+                            "train/cost_rate": self.total_cost / self.env_steps,
+                            "train/episodes": self.episodes,
+                        }
+                        self.logger.write(metrics, self.env_steps)
+                        summary.update(metrics)
+                        progress.set(
+                            ret=episode_return[index], cost=episode_cost[index], episode=self.episodes
+                        )
+                        episode_return[index] = episode_cost[index] = episode_length[index] = 0
+                    observation = step.next_observation
+
+                    update_metrics = self.agent.update()
+                    if update_metrics:
+                        _check_finite(update_metrics, self.env_steps, self.checkpoint.latest)
+                        self.logger.write(update_metrics, self.env_steps)
+                    progress.update(steps)
+
+                    if self.env_steps >= next_log:
+                        now = time.monotonic()
+                        speed = (self.env_steps - log_steps) / max(now - log_time, 1e-9)
+                        self.logger.write({"train/steps_per_second": speed}, self.env_steps)
+                        log_steps, log_time = self.env_steps, now
+                        next_log = self.env_steps + settings.log_every
+                    if 0 <= self.next_eval <= self.env_steps:
+                        summary.update(self.evaluate())
+                        self.next_eval = self.env_steps + settings.eval_every
+                    if self.env_steps >= self.next_checkpoint:
+                        self.next_checkpoint = self.env_steps + settings.checkpoint_every
+                        self._save()
+                    if stop:
+                        path = self._save()
+                        raise Interrupted(stop["signum"], self.env_steps, path)
+                if settings.eval_every > 0 and self.last_eval != self.env_steps:
+                    summary.update(self.evaluate())
+                self._save()
+        finally:
+            progress.close()
+            self.logger.flush()
+            if self._eval_env is not None:
+                self._eval_env.close()
+        summary["env_steps"] = self.env_steps
+        return summary
+
+    def evaluate(self) -> dict[str, float]:
+        """Runs ``eval_episodes`` episodes with the deterministic policy and logs them."""
+        if self.make_eval_env is None:
+            return {}
+        if self._eval_env is None:
+            self._eval_env = self.make_eval_env()
+        returns, costs, lengths = [], [], []
+        for _ in range(self.settings.eval_episodes):
+            observation, _ = self._eval_env.reset()
+            is_first, done = True, False
+            total_return = total_cost = 0.0
+            length = 0
+            while not done:
+                action = self.agent.act(
+                    observation[None], explore=False, is_first=np.asarray([is_first])
+                )[0]
+                observation, reward, cost, terminated, truncated, info = self._eval_env.step(action)
+                total_return += reward
+                total_cost += cost
+                length += info.get("env_steps", 1)
+                is_first, done = False, terminated or truncated
+            returns.append(total_return)
+            costs.append(total_cost)
+            lengths.append(length)
+        metrics = {
+            "eval/episode_return": float(np.mean(returns)),
+            "eval/episode_cost": float(np.mean(costs)),
+            "eval/episode_length": float(np.mean(lengths)),
+            "eval/cost_rate": float(np.sum(costs) / max(np.sum(lengths), 1)),
+        }
+        self.logger.write(metrics, self.env_steps)
+        self.last_eval = self.env_steps
+        return metrics
+
+
+def _check_finite(metrics: dict[str, float], step: int, last_checkpoint: str | None) -> None:
+    bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+    if bad:
+        kept = last_checkpoint or "none written yet"
+        raise NonFiniteError(
+            f"non-finite {', '.join(f'{n}={metrics[n]}' for n in bad)} at step {step}; "
+            f"the run stopped and kept its last good checkpoint ({kept})"
+        )
