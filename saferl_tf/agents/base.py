@@ -45,7 +45,8 @@ from gymnasium import spaces
 
 from saferl_tf.config import AgentConfig
 from saferl_tf.data.replay import EpisodeReplay
-from saferl_tf.errors import CheckpointError, UnknownNameError, did_you_mean
+from saferl_tf.checkpoints import restore_checkpoint
+from saferl_tf.errors import UnknownNameError, did_you_mean
 
 
 @dataclasses.dataclass
@@ -189,10 +190,7 @@ class Agent(tf.Module):
         latest = tf.train.latest_checkpoint(str(directory))
         if latest is None:
             return False
-        try:
-            tf.train.Checkpoint(agent=self).restore(latest).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
-            raise CheckpointError(f"cannot restore checkpoint {latest}: {_first_line(error)}") from None
+        restore_checkpoint(tf.train.Checkpoint(agent=self), latest)
         self.after_restore()
         return True
 
@@ -207,11 +205,6 @@ class Agent(tf.Module):
             )
         if batch is not None and array.shape[0] != batch:
             raise ValueError(f"{name} has batch {array.shape[0]}, expected {batch}")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # --- Registry ---------------------------------------------------------------

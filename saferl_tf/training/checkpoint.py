@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from saferl_tf.errors import CheckpointError
+from saferl_tf.checkpoints import restore_checkpoint
 
 
 class LoopState(tf.Module):
@@ -55,15 +55,7 @@ class RunCheckpoint:
         latest = self.latest
         if latest is None:
             return False
-        try:
-            status = self._checkpoint.restore(latest)
-            status.assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            raise CheckpointError(
-                f"cannot restore checkpoint {latest}: {message}; "
-                "move the run folder aside or choose another --log_dir"
-            ) from None
+        restore_checkpoint(self._checkpoint, latest)
         logging.info("restored %s", latest)
         self.agent.after_restore()
         return True

@@ -1,0 +1,162 @@
+"""launchers/train.py as a user runs it: real subprocesses, real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from saferl_tf.agents import make_agent
+from saferl_tf.envs import make
+from saferl_tf.training.checkpoint import LoopState, RunCheckpoint
+from saferl_tf.training.logger import read_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = str(ROOT / "launchers" / "train.py")
+FAKE_ENVS = str(ROOT / "tests" / "fake_envs.py")
+
+
+def run_train(python, env, *args, timeout=300):
+    return subprocess.run(
+        [python, TRAIN, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--env=sgym_Safexp-PointGoal7-v0"], ["unknown environment id", "did you mean", "gym_"]),
+        (["--env=PointGoal2"], ["unknown environment id", "sgym_, gym_, saferl_"]),
+        (["--agent=randon"], ["unknown agent 'randon'", "did you mean random"]),
+        (["--config.replay_capasity=5"], ["unknown config key 'replay_capasity'", "accepted"]),
+        (["--config=tiny"], ["unknown config preset 'tiny'", "debug"]),
+        (["--config.action_repeat=two"], ["bad value 'two'", "action_repeat"]),
+        (["--total_steps=0"], ["--total_steps must be a positive integer"]),
+        (["--observation=depth"], ["observation", "vector"]),
+        (["--num_envs=x"], ["num_envs"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_no_traceback(python, subprocess_env, tmp_path, args, words):
+    result = run_train(python, subprocess_env, f"--log_dir={tmp_path / 'run'}", *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "FATAL"))]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_random_run_on_safety_gymnasium_writes_episode_cost_events(
+    python, subprocess_env, tmp_path
+):
+    result = run_train(
+        python,
+        subprocess_env,
+        "--agent=random",
+        "--env=sgym_Safexp-PointGoal1-v0",
+        "--safety",
+        "--total_steps=2000",
+        "--eval_every=0",
+        f"--results_dir={tmp_path / 'results'}",
+    )
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "results" / "random" / "sgym_Safexp-PointGoal1-v0" / "0"
+    assert str(run) in result.stderr  # The launcher says where it logs.
+    tags = {}
+    for path in run.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert tags["train/episode_cost"] == [1000, 2000]
+    assert "train/cost_rate" in tags and "train/episode_return" in tags
+    assert json.loads((run / "config.json").read_text())["agent_config"]["safety"] is True
+
+
+def _wait_for_checkpoint(process, checkpoints: Path, at_least: int, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        latest = tf.train.latest_checkpoint(str(checkpoints))
+        if latest and int(latest.rsplit("-", 1)[-1]) >= at_least:
+            return int(latest.rsplit("-", 1)[-1])
+        if process.poll() is not None:
+            raise AssertionError(f"training ended early: {process.stderr.read()}")
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("no checkpoint appeared in time")
+
+
+def _start(python, env, run_dir, total_steps, *extra):
+    return subprocess.Popen(
+        [
+            python,
+            TRAIN,
+            f"--imports={FAKE_ENVS}",
+            "--env=saferl_TestCountingLong-v0",
+            "--agent=random",
+            f"--log_dir={run_dir}",
+            f"--total_steps={total_steps}",
+            "--checkpoint_every=2000",
+            "--eval_every=0",
+            "--log_every=500",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(
+    python, subprocess_env, tmp_path
+):
+    run_dir = tmp_path / "run"
+    process = _start(python, subprocess_env, run_dir, 10**8)
+    _wait_for_checkpoint(process, run_dir / "checkpoints", 6000)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    saved_step = int(latest.rsplit("-", 1)[-1])
+
+    # What the checkpoint holds: the counters and every step up to it in replay.
+    env = make("saferl_TestCountingLong-v0")
+    agent = make_agent("random", env.observation_space, env.action_space, directory=run_dir)
+    state = LoopState()
+    assert RunCheckpoint(run_dir / "checkpoints", agent, state).restore()
+    assert int(state.env_steps.numpy()) == saved_step
+    assert agent.replay.num_steps == saved_step == agent.num_steps
+    episode_starts = [c.first for c in agent.replay.chunks()]
+    assert episode_starts.count(True) >= saved_step // 1000
+
+    # Running the same command again resumes there and finishes.
+    result = _start(python, subprocess_env, run_dir, saved_step + 3000)
+    _, stderr = result.communicate(timeout=300)
+    assert result.returncode == 0, stderr
+    assert f"resumed from {latest} at step {saved_step}" in stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] == saved_step + 3000
+    on_disk = sum(len(np.load(f)["action"]) for f in (run_dir / "replay").glob("*.npz"))
+    assert on_disk == saved_step + 3000
+    steps = [row["step"] for row in read_metrics(run_dir)]
+    assert steps == sorted(steps)  # Rows from after the lost checkpoint were set aside.
+
+
+def test_sigterm_writes_a_checkpoint_and_exits(python, subprocess_env, tmp_path):
+    run_dir = tmp_path / "run"
+    process = _start(python, subprocess_env, run_dir, 10**8)
+    first = _wait_for_checkpoint(process, run_dir / "checkpoints", 2000)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Run the same command again to resume" in stderr
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    assert int(latest.rsplit("-", 1)[-1]) > first
+    assert latest in stderr

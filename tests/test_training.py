@@ -1,0 +1,121 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from saferl_tf.agents import RandomAgent, register_agent
+from saferl_tf.errors import CheckpointError, ConfigError, NonFiniteError
+from saferl_tf.training.experiment import RunSettings, train
+from saferl_tf.training.logger import read_metrics
+
+
+def _settings(tmp_path, **kwargs):
+    values = dict(
+        env="saferl_TestCounting-v0",
+        agent="random",
+        log_dir=str(tmp_path / "run"),
+        total_steps=100,
+        eval_every=50,
+        checkpoint_every=50,
+        log_every=20,
+        progress=False,
+    )
+    values.update(kwargs)
+    return RunSettings(**values)
+
+
+def event_scalars(log_dir):
+    """{tag: [(step, value)]} read back from the TensorBoard event files."""
+    scalars = {}
+    for path in sorted(tf.io.gfile.glob(f"{log_dir}/events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                scalars.setdefault(value.tag, []).append((event.step, number))
+    return scalars
+
+
+def test_loop_logs_safety_metrics_to_tensorboard_and_metrics_file(tmp_path):
+    summary = train(_settings(tmp_path))
+    run = tmp_path / "run"
+    rows = read_metrics(run)
+    episodes = [r for r in rows if "train/episode_return" in r]
+    assert len(episodes) == 10  # 10-step episodes.
+    for row in episodes:
+        assert row["train/episode_return"] == 10.0
+        assert row["train/episode_cost"] == 3.0  # Steps 3, 6, 9.
+        assert row["train/cost_rate"] == pytest.approx(0.3)
+    evals = [r for r in rows if "eval/episode_return" in r]
+    assert [r["step"] for r in evals] == [50, 100]
+    assert evals[0]["eval/episode_cost"] == 3.0
+    assert any("train/steps_per_second" in r for r in rows)
+    scalars = event_scalars(run)
+    assert [v for _, v in scalars["train/episode_cost"]] == [3.0] * 10
+    assert scalars["eval/episode_return"] == [(50, 10.0), (100, 10.0)]
+    assert summary["env_steps"] == 100 and summary["eval/episode_cost"] == 3.0
+    config = json.loads((run / "config.json").read_text())
+    assert config["agent"] == "random" and config["agent_config"]["safety"] is False
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 100
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-100")
+    assert len(list((run / "replay").glob("*.npz"))) == 10
+
+
+def test_cost_rate_counts_environment_steps_with_action_repeat(tmp_path):
+    train(_settings(tmp_path, action_repeat=2, total_steps=40, eval_every=0))
+    rows = [r for r in read_metrics(tmp_path / "run") if "train/episode_cost" in r]
+    assert [r["step"] for r in rows] == [10, 20, 30, 40]
+    assert all(r["train/episode_length"] == 10 for r in rows)
+    assert all(r["train/cost_rate"] == pytest.approx(0.3) for r in rows)
+
+
+def test_resumed_run_continues_the_same_random_stream(tmp_path):
+    straight = train(_settings(tmp_path / "a", total_steps=120, eval_every=0))
+    train(_settings(tmp_path / "b", total_steps=60, eval_every=0))
+    resumed = train(_settings(tmp_path / "b", total_steps=120, eval_every=0))
+    assert straight["env_steps"] == resumed["env_steps"] == 120
+
+    def actions(root):
+        files = sorted((root / "run" / "replay").glob("*.npz"))
+        return np.concatenate([np.load(f)["action"] for f in files])
+
+    np.testing.assert_array_equal(actions(tmp_path / "a"), actions(tmp_path / "b"))
+    rows = read_metrics(tmp_path / "b" / "run")
+    steps = [r["step"] for r in rows if "train/episode_return" in r]
+    assert steps == sorted(steps) and len(steps) == 12
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    train(_settings(tmp_path, total_steps=20, eval_every=0))
+    with pytest.raises(ConfigError, match="agent_config.safety"):
+        train(_settings(tmp_path, total_steps=40, safety=True))
+
+
+def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
+    train(_settings(tmp_path, total_steps=20, eval_every=0, checkpoint_every=10))
+    data = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-20.data-*"))[0]
+    data.write_bytes(b"\0" * 10)
+    with pytest.raises(CheckpointError, match="ckpt-20"):
+        train(_settings(tmp_path, total_steps=40, eval_every=0))
+    assert data.read_bytes() == b"\0" * 10
+
+
+@register_agent("test_diverging")
+class DivergingAgent(RandomAgent):
+    """Reports a loss that turns NaN after 70 steps."""
+
+    def _update(self):
+        return {"loss": math.nan if self.num_steps > 70 else 1.0}
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    settings = _settings(tmp_path, agent="test_diverging", total_steps=200, eval_every=0)
+    with pytest.raises(NonFiniteError) as error:
+        train(settings)
+    message = str(error.value)
+    assert "loss=nan at step 71" in message and "ckpt-50" in message and "\n" not in message
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-50")
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run") if "loss" in r]
+    assert losses[-1] == 1.0  # The NaN was not logged as if it were a result.
