@@ -15,7 +15,9 @@ from saferl_tf import cli
 
 flags.DEFINE_string("env", "sgym_Safexp-PointGoal2-v0", "Environment id (sgym_/gym_/saferl_).")
 flags.DEFINE_string("agent", "random", "Registered agent name.")
-flags.DEFINE_string("config", "", "Comma-separated presets of configs/<agent>.yaml or config files.")
+flags.DEFINE_string(
+    "config", "", "Comma-separated presets of configs/<agent>.yaml or config files."
+)
 flags.DEFINE_bool("safety", None, "Cost enters the objective (otherwise it is only logged).")
 # --log_dir (the run folder; default results/<agent>/<env>/<seed>) is absl's own flag.
 flags.DEFINE_string("results_dir", "results", "Root of the results tree.")

@@ -20,7 +20,8 @@ OBS = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT = spaces.Box(-1.0, 1.0, (2,), np.float32)
 
 
-def _transition(batch=2, rng=np.random.default_rng(0)):
+def _transition(batch=2, seed=0):
+    rng = np.random.default_rng(seed)
     return Transition(
         observation=rng.normal(size=(batch, 3)).astype(np.float32),
         action=rng.uniform(-1, 1, (batch, 2)).astype(np.float32),

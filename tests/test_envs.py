@@ -114,6 +114,7 @@ def test_bad_options():
 def _rollout(vector, steps=25):
     rng = np.random.default_rng(0)
     first = vector.reset()
+    assert first.shape == (vector.num_envs, 3)
     results = []
     for _ in range(steps):
         actions = rng.uniform(-1, 1, (vector.num_envs, 2))
@@ -121,15 +122,17 @@ def _rollout(vector, steps=25):
     return first, results
 
 
-def test_parallel_workers_match_serial_environments():
-    serial = envs.make_vector("saferl_TestCounting-v0", 2, seed=5, parallel=False)
-    parallel = envs.make_vector("saferl_TestCounting-v0", 2, seed=5, parallel=True)
+@pytest.mark.parametrize("local", [0, 1])
+def test_parallel_workers_match_serial_environments(local):
+    serial = envs.make_vector("saferl_TestCounting-v0", 3, seed=5, parallel=False)
+    parallel = envs.make_vector("saferl_TestCounting-v0", 3, seed=5, parallel=True, local=local)
     try:
         assert isinstance(parallel, envs.ParallelEnvs)
         first_serial, serial_steps = _rollout(serial)
         first_parallel, parallel_steps = _rollout(parallel)
         np.testing.assert_array_equal(first_serial, first_parallel)
         assert not np.array_equal(first_serial[0], first_serial[1])  # Seeds differ per env.
+        assert len(parallel._processes) == 3 - local
         for a, b in zip(serial_steps, parallel_steps):
             np.testing.assert_array_equal(a.observation, b.observation)
             np.testing.assert_array_equal(a.next_observation, b.next_observation)
@@ -152,9 +155,21 @@ def test_vector_env_resets_finished_episodes():
 
 
 def test_worker_errors_reach_the_parent():
-    vector = envs.make_vector("saferl_TestCrashing-v0", 2, seed=0, parallel=True)
+    vector = envs.make_vector("saferl_TestCrashing-v0", 2, seed=0, parallel=True, local=0)
     vector.reset()
-    with pytest.raises(EnvironmentWorkerError, match="crashing test environment crashed"):
+    with pytest.raises(
+        EnvironmentWorkerError, match=r"(?s)worker \d failed.*crashing test environment"
+    ):
+        for _ in range(10):
+            vector.step(np.zeros((2, 2)))
+    vector.close()
+    assert not any(process.is_alive() for process in vector._processes)
+
+
+def test_errors_of_the_local_environment_are_raised_as_they_are():
+    vector = envs.make_vector("saferl_TestCrashing-v0", 2, seed=0, parallel=True, local=1)
+    vector.reset()
+    with pytest.raises(RuntimeError, match="crashing test environment crashed"):
         for _ in range(10):
             vector.step(np.zeros((2, 2)))
     vector.close()

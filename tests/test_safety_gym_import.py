@@ -56,8 +56,6 @@ def test_safety_gymnasium_imports_and_a_task_steps():
 
 def test_plain_import_fails_on_this_python_so_the_fix_is_needed():
     # Guards the premise: if safety-gymnasium ever imports on its own, the fix can go.
-    if sys.version_info < (3, 11):
-        pytest.skip("the mutable-default check on numpy arrays arrived in Python 3.11")
     result = subprocess.run(
         [sys.executable, "-c", "import safety_gymnasium"], capture_output=True, text=True
     )

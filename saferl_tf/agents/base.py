@@ -43,9 +43,9 @@ import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
 
+from saferl_tf.checkpoints import restore_checkpoint
 from saferl_tf.config import AgentConfig
 from saferl_tf.data.replay import EpisodeReplay
-from saferl_tf.checkpoints import restore_checkpoint
 from saferl_tf.errors import UnknownNameError, did_you_mean
 
 
@@ -165,7 +165,10 @@ class Agent(tf.Module):
         self.replay.flush()
         self._saved_steps.assign(self.num_steps)
         self._saved_replay.assign([self.replay.num_chunks, self.replay.num_episodes])
-        state = {"agent": self.rng.bit_generator.state, "replay": self.replay.rng.bit_generator.state}
+        state = {
+            "agent": self.rng.bit_generator.state,
+            "replay": self.replay.rng.bit_generator.state,
+        }
         self._saved_rng.assign(json.dumps(state))
 
     def after_restore(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from gymnasium import spaces
 
 from saferl_tf.agents.base import Agent, register_agent
@@ -21,9 +20,8 @@ class RandomAgent(Agent):
         batch = observation.shape[0]
         space = self.action_space
         if isinstance(space, spaces.Box):
-            return self.rng.uniform(space.low, space.high, (batch, *space.shape)).astype(
-                space.dtype
-            )
+            unit = self.rng.random((batch, *space.shape))
+            return (space.low + unit * (space.high - space.low)).astype(space.dtype)
         if isinstance(space, spaces.Discrete):
             return self.rng.integers(space.start, space.start + space.n, size=batch)
         if isinstance(space, spaces.MultiDiscrete):

@@ -11,7 +11,7 @@ resets each one as soon as its episode ends::
                                                # first observation of the new
                                                # episode where one ended
 
-``ParallelEnvs`` runs each environment in its own process, so a slow
+``ParallelEnvs`` runs environments in their own processes, so a slow
 ``reset()`` (about 1.1 s for safety-gymnasium) in one worker overlaps with the
 steps and resets of the others. Workers are started with 'spawn' (never fork a
 process that may hold TensorFlow state) and ignore SIGINT, so that Ctrl-C
@@ -20,13 +20,16 @@ reaches only the training loop, which saves a checkpoint and closes them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
 import importlib.util
 import multiprocessing
+import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -119,6 +122,7 @@ class SerialEnvs(VectorEnv):
     def close(self) -> None:
         for env in self._envs:
             env.close()
+        self._envs = []
 
 
 def _import_registrations(modules: Sequence[tuple[str, str | None]]) -> None:
@@ -147,7 +151,23 @@ def _registration_modules(env_id: str) -> list[tuple[str, str | None]]:
     return [(module.__name__, getattr(module, "__file__", None))]
 
 
-def _worker(connection, env_fn, registrations=()) -> None:
+def _receive_spinning(connection, spin: float):
+    """``connection.recv()``, polling for up to ``spin`` seconds before blocking.
+
+    A process that blocks on a pipe lets its core idle; waking it again costs
+    far more than a step's worth of polling on a virtual machine, and lockstep
+    stepping pays that twice per step. Polling only while a reply is due soon
+    keeps both ends awake (see docs/BENCHMARKS.md).
+    """
+    if spin > 0:
+        deadline = time.perf_counter() + spin
+        while time.perf_counter() < deadline:
+            if connection.poll():
+                break
+    return connection.recv()
+
+
+def _worker(connection, env_fn, registrations=(), spin: float = 0.0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = None
     try:
@@ -155,7 +175,7 @@ def _worker(connection, env_fn, registrations=()) -> None:
         env = env_fn()
         connection.send(("ok", (env.observation_space, env.action_space)))
         while True:
-            command, payload = connection.recv()
+            command, payload = _receive_spinning(connection, spin)
             if command == "step":
                 connection.send(("ok", _step_and_autoreset(env, payload)))
             elif command == "reset":
@@ -165,10 +185,8 @@ def _worker(connection, env_fn, registrations=()) -> None:
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
     except Exception:  # Reported to the parent, which raises it.
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):
             connection.send(("error", traceback.format_exc()))
-        except (BrokenPipeError, OSError):
-            pass
     finally:
         if env is not None:
             env.close()
@@ -180,64 +198,98 @@ class EnvironmentWorkerError(RuntimeError):
 
 
 class ParallelEnvs(VectorEnv):
-    """Each environment in its own worker process; one batched step waits for all."""
+    """Environments in worker processes, with ``local`` of them in this process.
+
+    One batched step sends the workers their actions, steps the local
+    environments meanwhile, then collects the workers' results. Stepping one
+    environment here (the default) keeps this process busy while the workers
+    run, instead of idling on a pipe: on a 2-core machine two environments use
+    two processes, not three, and the latency of waking a worker is hidden
+    behind the local step.
+    """
 
     def __init__(
         self,
         env_fns: Sequence[Callable[[], SafeEnv]],
         registrations: Sequence[tuple[str, str | None]] = (),
+        local: int = 1,
+        spin: float | None = None,
     ):
         """``registrations``: (module, file) pairs that workers import first, so
-        that environments registered outside the package exist there too."""
+        that environments registered outside the package exist there too.
+        ``local``: how many of the environments (the first ones) run here.
+        ``spin``: seconds each side polls for the other's message before
+        blocking; by default 2 ms when every process has a core of its own,
+        else 0 (polling would then take a core from another process)."""
+        if not 0 <= local <= len(env_fns):
+            raise ValueError(f"local must be in [0, {len(env_fns)}], got {local}")
         context = multiprocessing.get_context("spawn")
         self.num_envs = len(env_fns)
+        if spin is None:
+            processes = len(env_fns) - local + 1
+            spin = 0.002 if processes <= (os.cpu_count() or 1) else 0.0
+        self._spin = spin
+        self._local: list[SafeEnv] = []
         self._connections = []
         self._processes = []
-        for index, env_fn in enumerate(env_fns):
+        self._closed = False
+        for index, env_fn in enumerate(env_fns[local:], start=local):
             parent, child = context.Pipe()
             process = context.Process(
-                target=_worker, args=(child, env_fn, tuple(registrations)), name=f"saferl-env-{index}", daemon=True
+                target=_worker,
+                args=(child, env_fn, tuple(registrations), spin),
+                name=f"saferl-env-{index}",
+                daemon=True,
             )
             process.start()
             child.close()
             self._connections.append(parent)
             self._processes.append(process)
-        spaces = self._receive_all()
-        self.observation_space, self.action_space = spaces[0]
-        self._closed = False
-
-    def _receive(self, index: int):
         try:
-            status, payload = self._connections[index].recv()
+            self._local = [env_fn() for env_fn in env_fns[:local]]
+            spaces = [(env.observation_space, env.action_space) for env in self._local]
+            spaces += self._receive_all()
+        except BaseException:
+            self.close()
+            raise
+        self.observation_space, self.action_space = spaces[0]
+
+    def _receive(self, worker: int):
+        try:
+            status, payload = _receive_spinning(self._connections[worker], self._spin)
         except (EOFError, ConnectionResetError) as error:
             self.close()
+            index = worker + len(self._local)
             raise EnvironmentWorkerError(f"environment worker {index} died") from error
         if status == "error":
             self.close()
+            index = worker + len(self._local)
             raise EnvironmentWorkerError(f"environment worker {index} failed:\n{payload}")
         return payload
 
     def _receive_all(self) -> list:
-        return [self._receive(index) for index in range(self.num_envs)]
+        return [self._receive(worker) for worker in range(len(self._connections))]
 
     def reset(self) -> np.ndarray:
         for connection in self._connections:
             connection.send(("reset", None))
-        return np.stack(self._receive_all())
+        local = [env.reset()[0] for env in self._local]
+        return np.stack(local + self._receive_all())
 
     def step(self, actions) -> VectorStep:
-        for connection, action in zip(self._connections, actions):
+        num_local = len(self._local)
+        for connection, action in zip(self._connections, actions[num_local:]):
             connection.send(("step", action))
-        return _stack(self._receive_all())
+        local = [_step_and_autoreset(env, a) for env, a in zip(self._local, actions)]
+        return _stack(local + self._receive_all())
 
     def close(self) -> None:
-        if getattr(self, "_closed", True) and not self._processes:
+        if self._closed:
             return
+        self._closed = True
         for connection in self._connections:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 connection.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
         for process in self._processes:
             process.join(timeout=5)
             if process.is_alive():
@@ -245,8 +297,8 @@ class ParallelEnvs(VectorEnv):
                 process.join(timeout=1)
         for connection in self._connections:
             connection.close()
-        self._connections, self._processes = [], []
-        self._closed = True
+        for env in self._local:
+            env.close()
 
 
 def make_vector(
@@ -255,6 +307,7 @@ def make_vector(
     *,
     seed: int = 0,
     parallel: bool | None = None,
+    local: int = 1,
     **make_kwargs,
 ) -> VectorEnv:
     """Makes ``num_envs`` copies of ``env_id``; environment i is seeded ``seed + i``.
@@ -262,6 +315,7 @@ def make_vector(
     Args:
       parallel: worker processes (True) or this process (False); by default
         workers whenever ``num_envs > 1``.
+      local: with workers, how many environments this process steps itself.
       make_kwargs: passed to ``make`` (action_repeat, episode_length,
         observation, normalize_actions).
     """
@@ -277,4 +331,4 @@ def make_vector(
         parallel = num_envs > 1
     if not parallel:
         return SerialEnvs(env_fns)
-    return ParallelEnvs(env_fns, _registration_modules(env_id))
+    return ParallelEnvs(env_fns, _registration_modules(env_id), local=min(local, num_envs))

@@ -139,8 +139,10 @@ class ActionRepeat(Wrapper):
 
     def step(self, action):
         total_reward = total_cost = 0.0
-        for steps in range(1, self.repeat + 1):
+        steps = 0
+        while steps < self.repeat:
             observation, reward, cost, terminated, truncated, info = self.env.step(action)
+            steps += 1
             total_reward += reward
             total_cost += cost
             if terminated or truncated:

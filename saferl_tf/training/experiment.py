@@ -205,5 +205,7 @@ def train(settings: RunSettings) -> dict:
         logger.close()
     summary = {k: float(v) for k, v in summary.items()}
     _write_json(run_dir / SUMMARY_FILE, summary)
-    print(f"saferl_tf: done at step {int(summary['env_steps'])}; logs in {run_dir}", file=sys.stderr)
+    print(
+        f"saferl_tf: done at step {int(summary['env_steps'])}; logs in {run_dir}", file=sys.stderr
+    )
     return summary

@@ -153,6 +153,7 @@ class Trainer:
                 episode_length = np.zeros(num_envs, np.int64)
                 log_steps, log_time = self.env_steps, time.monotonic()
                 next_log = self.env_steps + settings.log_every
+                loop_start, start_steps = time.perf_counter(), self.env_steps
                 while self.env_steps < settings.total_steps:
                     action = self.agent.act(observation, explore=True, is_first=is_first)
                     step = self.envs.step(action)
@@ -186,7 +187,9 @@ class Trainer:
                         self.logger.write(metrics, self.env_steps)
                         summary.update(metrics)
                         progress.set(
-                            ret=episode_return[index], cost=episode_cost[index], episode=self.episodes
+                            ret=episode_return[index],
+                            cost=episode_cost[index],
+                            episode=self.episodes,
                         )
                         episode_return[index] = episode_cost[index] = episode_length[index] = 0
                     observation = step.next_observation
@@ -212,6 +215,9 @@ class Trainer:
                     if stop:
                         path = self._save()
                         raise Interrupted(stop["signum"], self.env_steps, path)
+                # Collection throughput without start-up, final evaluation and saving.
+                summary["loop_seconds"] = time.perf_counter() - loop_start
+                summary["loop_steps"] = self.env_steps - start_steps
                 if settings.eval_every > 0 and self.last_eval != self.env_steps:
                     summary.update(self.evaluate())
                 self._save()
