@@ -119,3 +119,28 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-50")
     losses = [r["loss"] for r in read_metrics(tmp_path / "run") if "loss" in r]
     assert losses[-1] == 1.0  # The NaN was not logged as if it were a result.
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path, capsys):
+    first = train(_settings(tmp_path, total_steps=30, eval_every=10))
+    again = train(_settings(tmp_path, total_steps=30, eval_every=10))
+    assert "already at step 30" in capsys.readouterr().err
+    assert again["eval/episode_return"] == first["eval/episode_return"]
+    assert len(list((tmp_path / "run" / "replay").glob("*.npz"))) == 3
+
+
+def test_logger_writes_videos(tmp_path):
+    from saferl_tf.training.logger import Logger
+
+    logger = Logger(tmp_path)
+    frames = np.random.default_rng(0).integers(0, 255, (12, 16, 16, 3), dtype=np.uint8)
+    logger.video("eval/policy", frames, step=7)
+    logger.close()
+    assert (tmp_path / "videos" / "eval_policy-7.gif").stat().st_size > 0
+    images = [
+        (event.step, value.tag)
+        for path in tmp_path.glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    ]
+    assert images == [(7, "eval/policy")]

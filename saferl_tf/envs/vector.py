@@ -14,8 +14,8 @@ resets each one as soon as its episode ends::
 ``ParallelEnvs`` runs environments in their own processes, so a slow
 ``reset()`` (about 1.1 s for safety-gymnasium) in one worker overlaps with the
 steps and resets of the others. Workers are started with 'spawn' (never fork a
-process that may hold TensorFlow state) and ignore SIGINT, so that Ctrl-C
-reaches only the training loop, which saves a checkpoint and closes them.
+process that may hold TensorFlow state) and ignore SIGINT and SIGTERM, so that
+only the training loop acts on them: it saves a checkpoint and closes them.
 """
 
 from __future__ import annotations
@@ -168,7 +168,11 @@ def _receive_spinning(connection, spin: float):
 
 
 def _worker(connection, env_fn, registrations=(), spin: float = 0.0) -> None:
+    # Ctrl-C and a scheduler's SIGTERM reach the whole process group; only the
+    # training loop acts on them (it checkpoints, then closes the workers). A
+    # worker whose parent is gone sees its pipe close and exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     env = None
     try:
         _import_registrations(registrations)

@@ -16,6 +16,7 @@ writes ``summary.json``. The run folder defaults to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -204,6 +205,10 @@ def train(settings: RunSettings) -> dict:
         envs.close()
         logger.close()
     summary = {k: float(v) for k, v in summary.items()}
+    previous = run_dir / SUMMARY_FILE
+    if previous.exists():  # A resumed run keeps what it does not measure again.
+        with contextlib.suppress(ValueError):
+            summary = {**json.loads(previous.read_text()), **summary}
     _write_json(run_dir / SUMMARY_FILE, summary)
     print(
         f"saferl_tf: done at step {int(summary['env_steps'])}; logs in {run_dir}", file=sys.stderr

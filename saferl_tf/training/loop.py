@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -139,6 +140,14 @@ class Trainer:
         settings = self.settings
         self.restore()
         summary: dict[str, float] = {}
+        if self.env_steps >= settings.total_steps:
+            print(
+                f"saferl_tf: the run is already at step {self.env_steps} of "
+                f"{settings.total_steps}; raise --total_steps to train further",
+                file=sys.stderr,
+            )
+            summary["env_steps"] = self.env_steps
+            return summary
         progress = Progress(settings.total_steps, self.env_steps, settings.progress)
         if self.resumed_from:
             progress.write(f"resumed from {self.resumed_from} at step {self.env_steps}")
