@@ -1,24 +1,24 @@
 """saferl_tf: safe model-based reinforcement learning in TensorFlow 2.
 
 Subpackages: ``envs`` (environments), ``agents`` (the agent contract and
-agents), ``data`` (replay), ``training`` (loop, logging, checkpoints).
-Importing ``saferl_tf`` itself does not import TensorFlow, so environment
-worker processes stay light.
+agents), ``data`` (replay), ``training`` (loop, logging, checkpoints), ``bo``
+(the constrained hyperparameter tuner), ``analysis`` (reading results).
+Importing ``saferl_tf`` itself imports neither TensorFlow nor MuJoCo, so
+environment worker processes stay light.
 """
-
-import contextlib as _contextlib
-import io as _io
-import os as _os
 
 __version__ = "0.1.0"
 
-# Headless MuJoCo rendering: EGL works on a CPU-only machine, OSMesa did not.
-# MuJoCo reads MUJOCO_GL when it is first imported (gymnasium's plugins import
-# it), so this must come first; an explicit setting wins.
-if not _os.environ.get("DISPLAY"):
-    _os.environ.setdefault("MUJOCO_GL", "egl")
 
-# gymnasium loads its plugins (gymnasium-robotics) on import, and that prints a
-# notice about the Adroit tasks, which this package does not use.
-with _contextlib.redirect_stderr(_io.StringIO()):
-    import gymnasium as _gymnasium  # noqa: F401
+def _silence_adroit_notice() -> None:
+    # gymnasium-robotics, loaded by gymnasium's plugin mechanism, prints a
+    # notice about its Adroit tasks (which this package does not use) to stderr
+    # on import; it reads the text from farama_notifications, so drop it there.
+    try:
+        import farama_notifications
+    except ImportError:
+        return
+    farama_notifications.notifications.pop("gymnasium_robotics", None)
+
+
+_silence_adroit_notice()

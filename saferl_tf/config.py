@@ -156,17 +156,37 @@ def load_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def presets_for(agent_names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Presets from ``configs/<name>.yaml`` for the first name that has a file."""
+SEARCH_SPACE_KEY = "search_space"  # Not a preset: the tuner's default search space.
+
+
+def _preset_file(agent_names: Iterable[str]) -> Path | None:
     for name in agent_names:
         path = configs_dir() / f"{name}.yaml"
         if path.exists():
-            presets = load_mapping(path)
-            for preset, values in presets.items():
-                if not isinstance(values, dict):
-                    raise ConfigError(f"preset {preset!r} in {path} must be a mapping")
-            return presets
-    return {}
+            return path
+    return None
+
+
+def search_space_for(agent_names: Iterable[str]) -> dict[str, Any]:
+    """The ``search_space`` mapping of the agent's preset file, or {}."""
+    path = _preset_file(agent_names)
+    space = load_mapping(path).get(SEARCH_SPACE_KEY, {}) if path else {}
+    if not isinstance(space, dict):
+        raise ConfigError(f"search_space in {path} must map names to low:high[:log][:int]")
+    return space
+
+
+def presets_for(agent_names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Presets from ``configs/<name>.yaml`` for the first name that has a file."""
+    path = _preset_file(agent_names)
+    if path is None:
+        return {}
+    presets = load_mapping(path)
+    presets.pop(SEARCH_SPACE_KEY, None)
+    for preset, values in presets.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"preset {preset!r} in {path} must be a mapping")
+    return presets
 
 
 def _is_file_spec(item: str) -> bool:

@@ -173,3 +173,23 @@ def test_errors_of_the_local_environment_are_raised_as_they_are():
         for _ in range(10):
             vector.step(np.zeros((2, 2)))
     vector.close()
+
+
+def test_pixels_then_tensorflow_in_one_process(python, subprocess_env):
+    # Mesa's EGL loaded before TensorFlow made tf.function segfault; see envs/rendering.py.
+    import subprocess
+
+    code = (
+        "from saferl_tf import envs\n"
+        "env = envs.make('sgym_SafetyPointGoal1-v0', observation='pixels', seed=0)\n"
+        "assert env.reset()[0].shape == (64, 64, 3)\n"
+        "import tensorflow as tf\n"
+        "f = tf.function(lambda x: tf.reduce_sum(x * x))\n"
+        "print('sum', float(f(tf.ones(3))))\n"
+    )
+    env = dict(subprocess_env)
+    env.pop("MUJOCO_GL", None)
+    env.pop("DISPLAY", None)
+    result = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sum 3.0" in result.stdout

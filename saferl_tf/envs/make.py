@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gymnasium
 
-from saferl_tf.envs import registry, wrappers
+from saferl_tf.envs import registry, rendering, wrappers
 from saferl_tf.errors import ConfigError
 
 OBSERVATION_KINDS = ("vector", "pixels")
@@ -29,7 +29,8 @@ def make(
       episode_length: episode length in environment steps (before action
         repeat); None keeps the environment's own.
       observation: 'vector' (the flat observation, float32) or 'pixels'
-        (64x64x3 uint8 frames; safety-gymnasium renders its robot camera).
+        (64x64x3 uint8 frames; safety-gymnasium renders its robot camera;
+        headless rendering uses EGL, see ``rendering``).
       seed: seeds the first ``reset()``; later resets continue its stream.
       normalize_actions: expose a bounded Box action space as [-1, 1].
 
@@ -47,6 +48,8 @@ def make(
         raise ConfigError(f"episode_length must be a positive integer, got {episode_length}")
     spec = registry.parse_env_id(env_id)
     pixels = observation == "pixels"
+    if pixels:
+        rendering.prepare_headless_rendering()
     render_kwargs = {"render_mode": "rgb_array"} if pixels else {}
     if spec.family == "sgym":
         env = _make_safety_gymnasium(spec.name, episode_length, pixels)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from saferl_tf.envs import registry
+from saferl_tf.envs import registry, rendering
 from saferl_tf.envs.make import make
 from saferl_tf.envs.wrappers import SafeEnv
 
@@ -173,6 +173,7 @@ def _worker(connection, env_fn, registrations=(), spin: float = 0.0) -> None:
     # worker whose parent is gone sees its pipe close and exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    rendering.mark_env_worker()
     env = None
     try:
         _import_registrations(registrations)

@@ -227,6 +227,7 @@ class Trainer:
                 # Collection throughput without start-up, final evaluation and saving.
                 summary["loop_seconds"] = time.perf_counter() - loop_start
                 summary["loop_steps"] = self.env_steps - start_steps
+                summary["train/cost_rate"] = self.total_cost / max(self.env_steps, 1)
                 if settings.eval_every > 0 and self.last_eval != self.env_steps:
                     summary.update(self.evaluate())
                 self._save()

@@ -1,0 +1,6 @@
+"""Analysis of finished runs: reading a results tree into curves, aggregating, plotting.
+
+``results`` reads ``<data_path>/<algo>/<env>/<experiment>/metrics.jsonl`` (or the
+TensorBoard events when that file is missing) and draws one figure per
+environment; ``tools/plot.py`` is its command line.
+"""

@@ -1,0 +1,186 @@
+"""Proposers: given the finished trials and the running ones, the next point.
+
+Every proposer works in the unit cube ``[0, 1]^D`` and refits on the whole
+history at each call; what it keeps between calls (Trieste models and traced
+acquisition functions, to avoid retracing) is rebuilt after a resume::
+
+    proposer.propose(points [N, D], outcomes [N], pending [M, D]) -> point [D]
+
+- ``TriesteConstrained``: expected constrained improvement (Gardner et al.,
+  2014): expected improvement of the objective on one GP times the
+  probability of feasibility ``constraint <= limit`` on another, with Trieste.
+- ``TriestePenalty``: expected improvement on the seed's folded penalty.
+- ``SkoptPenalty``: scikit-optimize's GP minimizer on the penalty (the
+  unconstrained baseline).
+
+Running trials enter Trieste's proposals through the kriging believer: after
+fitting, each model is conditioned (hyperparameters kept) on its own predicted
+mean at the running points, so parallel workers do not all ask for the same
+point. Trieste's ``Fantasizer`` does the same but took about 30 s per proposal
+here against about 4 s for this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from saferl_tf.bo.study import Outcome
+
+
+def _standardize(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    mean, std = float(np.mean(values)), float(np.std(values))
+    std = std if std > 1e-12 else 1.0
+    return (values - mean) / std, mean, std
+
+
+class TriesteProposer:
+    """Shared Trieste machinery: GP models per tag and acquisition optimization."""
+
+    name = "trieste"
+
+    def __init__(self, dimension: int, seed: int = 0):
+        self.dimension = dimension
+        self.seed = seed
+        self._models: dict = {}
+        self._builder_instance = None
+        self._function = None
+
+    def _datasets(self, points, outcomes) -> dict:
+        raise NotImplementedError
+
+    def _builder(self, datasets):
+        raise NotImplementedError
+
+    def propose(
+        self, points: np.ndarray, outcomes: Sequence[Outcome], pending: np.ndarray
+    ) -> np.ndarray:
+        import gpflow
+        import tensorflow as tf
+        from trieste.acquisition.optimizer import generate_continuous_optimizer
+        from trieste.data import Dataset
+        from trieste.models.gpflow import GaussianProcessRegression, build_gpr
+        from trieste.models.optimizer import Optimizer
+        from trieste.space import Box
+
+        tf.random.set_seed(self.seed + len(points))
+        np.random.seed(self.seed + len(points))  # Trieste samples with NumPy too.
+        space = Box(np.zeros(self.dimension), np.ones(self.dimension))
+        datasets = self._datasets(np.asarray(points, np.float64), outcomes)
+        models = self._models
+        for tag, dataset in datasets.items():
+            if tag not in models:
+                # Eager L-BFGS: with a few dozen points, tracing the loss cost
+                # more than it saved.
+                models[tag] = GaussianProcessRegression(
+                    build_gpr(dataset, space, likelihood_variance=1e-5),
+                    optimizer=Optimizer(gpflow.optimizers.Scipy(), compile=False),
+                )
+            else:
+                models[tag].update(dataset)
+            models[tag].optimize(dataset)
+        if len(pending):
+            pending = tf.constant(np.asarray(pending, np.float64))
+            for tag, model in models.items():
+                believed, _ = model.predict(pending)
+                datasets[tag] = datasets[tag] + Dataset(pending, believed)
+                model.update(datasets[tag])
+        # Updating the same acquisition function keeps its traced graph.
+        if self._function is None:
+            self._builder_instance = self._builder(datasets)
+            self._function = self._builder_instance.prepare_acquisition_function(models, datasets)
+        else:
+            self._function = self._builder_instance.update_acquisition_function(
+                self._function, models, datasets
+            )
+        function = self._function
+        optimizer = generate_continuous_optimizer(num_initial_samples=1000, num_optimization_runs=3)
+        point = optimizer(space, function)
+        return np.clip(np.asarray(point, np.float64)[0], 0.0, 1.0)
+
+
+class TriesteConstrained(TriesteProposer):
+    """Expected constrained improvement: objective GP x probability of feasibility GP."""
+
+    name = "trieste-eci"
+
+    def _datasets(self, points, outcomes):
+        from trieste.data import Dataset
+
+        # Trieste minimizes: the objective (maximized by the study) is negated.
+        objective, _, _ = _standardize(-np.asarray([o.objective for o in outcomes]))
+        # The constraint keeps its units, so the feasibility threshold is the
+        # limit itself and the acquisition function can be updated, not rebuilt.
+        constraint = np.asarray([o.constraint for o in outcomes], np.float64)
+        self._limit = outcomes[0].limit
+        return {
+            "OBJECTIVE": Dataset(points, objective[:, None]),
+            "CONSTRAINT": Dataset(points, constraint[:, None]),
+        }
+
+    def _builder(self, datasets):
+        from trieste.acquisition.function import (
+            ExpectedConstrainedImprovement,
+            ProbabilityOfFeasibility,
+        )
+
+        feasibility = ProbabilityOfFeasibility(self._limit).using("CONSTRAINT")
+        return ExpectedConstrainedImprovement("OBJECTIVE", feasibility)
+
+
+class TriestePenalty(TriesteProposer):
+    """Expected improvement on the penalty 100 cost_rate + episode_cost - return."""
+
+    name = "trieste-ei-penalty"
+
+    def _datasets(self, points, outcomes):
+        from trieste.data import Dataset
+
+        penalty, _, _ = _standardize(np.asarray([o.penalty for o in outcomes]))
+        return {"OBJECTIVE": Dataset(points, penalty[:, None])}
+
+    def _builder(self, datasets):
+        from trieste.acquisition.function import ExpectedImprovement
+
+        return ExpectedImprovement().using("OBJECTIVE")
+
+
+class SkoptPenalty:
+    """scikit-optimize's GP + EI on the penalty, replayed from the whole history."""
+
+    name = "skopt-penalty"
+
+    def __init__(self, dimension: int, seed: int = 0):
+        self.dimension = dimension
+        self.seed = seed
+
+    def propose(self, points, outcomes, pending) -> np.ndarray:
+        from skopt import Optimizer
+
+        optimizer = Optimizer(
+            [(0.0, 1.0)] * self.dimension,
+            base_estimator="GP",
+            acq_func="EI",
+            n_initial_points=0,
+            random_state=self.seed + len(points),
+        )
+        if len(points):
+            optimizer.tell([list(map(float, p)) for p in points], [o.penalty for o in outcomes])
+        if len(pending):
+            # The constant liar: running points count as the mean penalty so far.
+            lie = float(np.mean([o.penalty for o in outcomes])) if outcomes else 0.0
+            optimizer.tell([list(map(float, p)) for p in pending], [lie] * len(pending))
+        return np.clip(np.asarray(optimizer.ask(), np.float64), 0.0, 1.0)
+
+
+BACKENDS = ("trieste", "skopt")
+OBJECTIVES = ("constrained", "penalty")
+
+
+def make_proposer(backend: str, objective: str, dimension: int, seed: int):
+    if backend == "skopt":
+        return SkoptPenalty(dimension, seed)
+    if objective == "penalty":
+        return TriestePenalty(dimension, seed)
+    return TriesteConstrained(dimension, seed)

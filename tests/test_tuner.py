@@ -1,0 +1,158 @@
+"""The constrained tuner: search spaces, a synthetic study, resume, failures, backends."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from saferl_tf.bo.space import Parameter, SearchSpace
+from saferl_tf.bo.study import DONE, FAILED, Study
+from saferl_tf.bo.synthetic import PROBLEMS
+from saferl_tf.bo.trials import TrialSpec
+from saferl_tf.bo.tuner import BEST_CONFIG, Tuner, TunerSettings
+from saferl_tf.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+TUNE = str(ROOT / "launchers" / "tune.py")
+
+
+def test_search_space_round_trip_and_errors():
+    space = SearchSpace.parse("discount:0.8:1,learning_rate:1e-5:1e-3:log,units:64:512:int")
+    assert space.names == ["discount", "learning_rate", "units"]
+    values = space.decode([0.5, 0.5, 0.0])
+    assert values["discount"] == pytest.approx(0.9)
+    assert values["learning_rate"] == pytest.approx(1e-4)  # Geometric middle.
+    assert values["units"] == 64 and isinstance(values["units"], int)
+    assert space.decode([1.0, 1.0, 1.0])["units"] == 512
+    np.testing.assert_allclose(space.encode({"discount": 0.9, "learning_rate": 1e-4, "units": 64}),
+                               [0.5, 0.5, 0.0])  # fmt: skip
+    assert SearchSpace.parse(space.to_text()).parameters == space.parameters
+    design = space.design(5, "sobol", seed=0)
+    assert design.shape == (5, 3) and (design >= 0).all() and (design <= 1).all()
+    lhs = space.design(4, "lhs", seed=0)
+    assert sorted(np.floor(lhs[:, 0] * 4)) == [0, 1, 2, 3]  # One point per stratum.
+    assert SearchSpace.from_mapping({"discount": "0.8:1", "units": {"low": 1, "high": 4,
+                                     "int": True}}).parameters[1] == Parameter("units", 1, 4,
+                                                                              integer=True)  # fmt: skip
+    for bad, words in [("discount:1:0.8", "low < high"), ("lr:0:1:log", "low > 0"),
+                       ("discount:0.8", "name:low:high"), ("x:0:1:cubic", "unknown option")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=words):
+            SearchSpace.parse(bad)
+
+
+def _synthetic_tuner(tmp_path, **kwargs) -> Tuner:
+    problem = PROBLEMS["gardner"]
+    values = dict(study_dir=str(tmp_path / "study"), space=problem.space.to_text(),
+                  trials=14, initial=6, workers=2, cost_limit=problem.limit, seed=1,
+                  poll_seconds=0.05)  # fmt: skip
+    values.update(kwargs)
+    spec = TrialSpec(agent=None, env=None, synthetic="gardner", seed=1)
+    return Tuner(TunerSettings(**values), spec, out=io.StringIO())
+
+
+def test_constrained_bo_finds_the_feasible_optimum_of_gardners_problem(tmp_path):
+    study = _synthetic_tuner(tmp_path).run()
+    optimum_point, optimum = PROBLEMS["gardner"].grid_optimum()
+    assert len(study.with_status(DONE)) == 14
+    best = study.best_feasible()
+    assert best.outcome.feasible
+    assert optimum - best.outcome.objective < 0.1  # The objective spans about [-2, 2].
+    assert np.hypot(best.params["x"] - optimum_point[0], best.params["y"] - optimum_point[1]) < 0.5
+    assert {t.source for t in study.trials} == {"sobol", "trieste-eci"}
+    # Every recorded outcome is the problem's own value at the recorded point.
+    for trial in study.trials:
+        expected = PROBLEMS["gardner"].evaluate(trial.params)
+        assert trial.outcome.objective == pytest.approx(expected["eval/episode_return"])
+        assert trial.outcome.constraint == pytest.approx(expected["eval/episode_cost"])
+    best_config = yaml.safe_load((tmp_path / "study" / BEST_CONFIG).read_text())
+    assert best_config == best.params
+
+
+def test_skopt_backend_runs_the_same_study(tmp_path):
+    study = _synthetic_tuner(tmp_path, backend="skopt", objective="penalty", trials=7,
+                             initial=4, workers=1).run()  # fmt: skip
+    assert [t.source for t in study.trials] == ["sobol"] * 4 + ["skopt-penalty"] * 3
+    assert len(study.with_status(DONE)) == 7
+    assert study.best_penalty() is not None
+
+
+def test_a_study_with_other_settings_is_refused(tmp_path):
+    _synthetic_tuner(tmp_path, trials=2, initial=2).run()
+    with pytest.raises(ConfigError, match="different settings"):
+        _synthetic_tuner(tmp_path, trials=2, initial=2, cost_limit=0.2)
+
+
+def _study(path: Path) -> Study | None:
+    try:
+        return Study.load(path)
+    except (ValueError, OSError):
+        return None
+
+
+def test_killed_tuner_resumes_without_repeating_finished_trials(python, subprocess_env, tmp_path):
+    study_dir = tmp_path / "study"
+    command = [python, TUNE, "--synthetic=gardner", "--synthetic_sleep=1.5", "--trials=8",
+               "--initial=8", "--workers=2", f"--study_dir={study_dir}"]  # fmt: skip
+    process = subprocess.Popen(command, env=subprocess_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        study = _study(study_dir)
+        if study and len(study.with_status(DONE)) >= 3:
+            break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    before = _study(study_dir)
+    finished = {t.index: (t.started, t.outcome) for t in before.with_status(DONE)}
+    assert 3 <= len(finished) < 8
+
+    result = subprocess.run(command, env=subprocess_env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{len(finished)} finished trials kept" in result.stdout
+    after = Study.load(study_dir)
+    assert len(after.with_status(DONE)) == 8
+    for trial in after.trials:
+        if trial.index in finished:
+            assert (trial.started, trial.outcome) == finished[trial.index]  # Not run again.
+
+
+def test_failed_trials_are_recorded_and_the_best_config_trains(python, subprocess_env, tmp_path):
+    study_dir = tmp_path / "study"
+    imports = f"{ROOT / 'tests' / 'fake_envs.py'},{ROOT / 'tests' / 'fake_agents.py'}"
+    result = subprocess.run(
+        [python, TUNE, "--agent=test_flaky", "--env=saferl_TestCounting-v0", "--space=diverge:0:1",
+         "--trials=4", "--initial=4", "--workers=2", "--trial_steps=60", "--eval_episodes=1",
+         "--cost_limit=5", f"--imports={imports}", f"--study_dir={study_dir}"],
+        env=subprocess_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    study = Study.load(study_dir)
+    failed, done = study.with_status(FAILED), study.with_status(DONE)
+    assert {t.params["diverge"] > 0.5 for t in failed} == {True}
+    assert {t.params["diverge"] > 0.5 for t in done} == {False}
+    assert len(failed) == 2 and len(done) == 2
+    assert all("non-finite loss" in t.error for t in failed)
+    assert all(t.outcome.episode_cost == 3.0 and t.outcome.feasible for t in done)
+    summary = json.loads((study_dir / done[0].directory_name / "summary.json").read_text())
+    assert summary["env_steps"] == 60
+    # The written best configuration is a config file that train.py accepts.
+    best = study_dir / BEST_CONFIG
+    train = subprocess.run(
+        [python, str(ROOT / "launchers" / "train.py"), f"--imports={imports}",
+         "--agent=test_flaky", "--env=saferl_TestCounting-v0", f"--config={best}",
+         "--total_steps=30", "--eval_every=0", f"--log_dir={tmp_path / 'best_run'}"],
+        env=subprocess_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    config = json.loads((tmp_path / "best_run" / "config.json").read_text())["agent_config"]
+    assert config["diverge"] == study.best_feasible().params["diverge"]
