@@ -39,11 +39,15 @@ def test_search_space_round_trip_and_errors():
     assert design.shape == (5, 3) and (design >= 0).all() and (design <= 1).all()
     lhs = space.design(4, "lhs", seed=0)
     assert sorted(np.floor(lhs[:, 0] * 4)) == [0, 1, 2, 3]  # One point per stratum.
-    assert SearchSpace.from_mapping({"discount": "0.8:1", "units": {"low": 1, "high": 4,
-                                     "int": True}}).parameters[1] == Parameter("units", 1, 4,
-                                                                              integer=True)  # fmt: skip
-    for bad, words in [("discount:1:0.8", "low < high"), ("lr:0:1:log", "low > 0"),
-                       ("discount:0.8", "name:low:high"), ("x:0:1:cubic", "unknown option")]:  # fmt: skip
+    mapping = {"discount": "0.8:1", "units": {"low": 1, "high": 4, "int": True}}
+    assert SearchSpace.from_mapping(mapping).parameters[1] == Parameter("units", 1, 4, integer=True)
+    bad_inputs = [
+        ("discount:1:0.8", "low < high"),
+        ("lr:0:1:log", "low > 0"),
+        ("discount:0.8", "name:low:high"),
+        ("x:0:1:cubic", "unknown option"),
+    ]
+    for bad, words in bad_inputs:
         with pytest.raises(ConfigError, match=words):
             SearchSpace.parse(bad)
 

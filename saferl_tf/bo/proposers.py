@@ -65,7 +65,7 @@ class TriesteProposer:
         from trieste.space import Box
 
         tf.random.set_seed(self.seed + len(points))
-        np.random.seed(self.seed + len(points))  # Trieste samples with NumPy too.
+        np.random.seed(self.seed + len(points))  # noqa: NPY002 (Trieste samples with it)
         space = Box(np.zeros(self.dimension), np.ones(self.dimension))
         datasets = self._datasets(np.asarray(points, np.float64), outcomes)
         models = self._models

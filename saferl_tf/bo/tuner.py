@@ -69,9 +69,8 @@ class Tuner:
         if settings.trials < 1 or settings.workers < 1 or settings.initial < 1:
             raise ConfigError("--trials, --workers and --initial must be positive integers")
         if settings.backend not in proposers_lib.BACKENDS:
-            raise ConfigError(
-                f"unknown backend {settings.backend!r}; accepted: {', '.join(proposers_lib.BACKENDS)}"
-            )
+            accepted = ", ".join(proposers_lib.BACKENDS)
+            raise ConfigError(f"unknown backend {settings.backend!r}; accepted: {accepted}")
         if settings.objective not in proposers_lib.OBJECTIVES:
             raise ConfigError(
                 f"unknown objective {settings.objective!r}; "
