@@ -160,3 +160,70 @@ def test_failed_trials_are_recorded_and_the_best_config_trains(python, subproces
     assert train.returncode == 0, train.stderr
     config = json.loads((tmp_path / "best_run" / "config.json").read_text())["agent_config"]
     assert config["diverge"] == study.best_feasible().params["diverge"]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--space=discount:1:0"], "needs low < high"),
+        (["--space=discont:0.8:1"], "unknown config key 'discont'"),
+        (["--agent=lamda"], "unknown agent 'lamda'"),
+        (["--synthetic=gardnr"], "did you mean gardner"),
+        (["--trials=0"], "must be positive integers"),
+    ],
+)
+def test_tune_launcher_bad_input(python, subprocess_env, tmp_path, args, words):
+    result = subprocess.run(
+        [python, TUNE, "--env=saferl_TestCounting-v0", f"--study_dir={tmp_path / 's'}",
+         f"--imports={ROOT / 'tests' / 'fake_envs.py'}", *args],
+        env=subprocess_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tune_launcher_uses_the_agents_declared_search_space(python, subprocess_env, tmp_path):
+    result = subprocess.run(
+        [python, TUNE, "--agent=random", "--env=saferl_TestCounting-v0", "--trials=1",
+         "--initial=1", "--trial_steps=20", f"--study_dir={tmp_path / 's'}",
+         f"--imports={ROOT / 'tests' / 'fake_envs.py'}"],
+        env=subprocess_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (trial,) = Study.load(tmp_path / "s").trials
+    assert trial.status == DONE and isinstance(trial.params["replay_capacity"], int)
+    assert 1000 <= trial.params["replay_capacity"] <= 100000
+    assert "best feasible: trial 0" in result.stdout
+
+
+def test_identical_outcomes_cannot_be_modelled():
+    from saferl_tf.bo.proposers import TriesteConstrained
+    from saferl_tf.bo.study import Outcome
+
+    same = Outcome(1.0, 2.0, 0.1, 1.0, 2.0, 25.0, 11.0)
+    with pytest.raises(ValueError, match="same objective"):
+        TriesteConstrained(1).propose(np.asarray([[0.2], [0.7]]), [same, same], np.zeros((0, 1)))
+
+
+def test_a_failing_proposer_does_not_end_the_study(tmp_path):
+    # RandomAgent ignores its hyperparameters, so every trial can score the
+    # same and the GP has nothing to fit: the study must go on regardless.
+    class Failing:
+        name = "failing"
+
+        def propose(self, points, outcomes, pending):
+            raise ValueError("every finished trial has the same objective value")
+
+    tuner = _synthetic_tuner(tmp_path, trials=4, initial=2, workers=1)
+    tuner.proposer = Failing()
+    study = tuner.run()
+    assert [t.source for t in study.trials] == [
+        "sobol",
+        "sobol",
+        "sobol-fallback",
+        "sobol-fallback",
+    ]
+    assert len(study.with_status(DONE)) == 4
+    assert "warning: failing could not propose trial 2" in tuner.out.getvalue()

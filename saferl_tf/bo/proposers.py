@@ -68,6 +68,9 @@ class TriesteProposer:
         np.random.seed(self.seed + len(points))  # noqa: NPY002 (Trieste samples with it)
         space = Box(np.zeros(self.dimension), np.ones(self.dimension))
         datasets = self._datasets(np.asarray(points, np.float64), outcomes)
+        for tag, dataset in datasets.items():
+            if np.ptp(np.asarray(dataset.observations)) < 1e-12:
+                raise ValueError(f"every finished trial has the same {tag.lower()} value")
         models = self._models
         for tag, dataset in datasets.items():
             if tag not in models:

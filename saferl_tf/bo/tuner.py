@@ -128,8 +128,19 @@ class Tuner:
         else:
             points = np.asarray([t.unit_point for t in done])
             pending = np.asarray([t.unit_point for t in running]).reshape(-1, self.space.dimension)
-            point = self.proposer.propose(points, [t.outcome for t in done], pending)
-            source = self.proposer.name
+            try:
+                point = self.proposer.propose(points, [t.outcome for t in done], pending)
+                source = self.proposer.name
+            except Exception as error:  # A numerical failure must not end the study.
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+                print(
+                    f"warning: {self.proposer.name} could not propose trial {index} ({reason}); "
+                    f"it takes the next {self.settings.design} point instead",
+                    file=self.out,
+                    flush=True,
+                )
+                point = self._design[index % len(self._design)]
+                source = f"{self.settings.design}-fallback"
         params = self.space.decode(point)
         return Trial(
             index=index,
