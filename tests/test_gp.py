@@ -62,7 +62,8 @@ def test_gradient_posterior_matches_autodiff_of_gpflow_and_numpy(problem):
     hessian = outer.jacobian(grad_a, b)[:, 0, :]  # [D, D]
     np.testing.assert_allclose(cov.numpy(), hessian.numpy(), rtol=1e-7, atol=1e-10)
 
-    reference_mean, reference_cov = numpy_gradient_posterior(theta, x, y, model.kernel.lengthscales.numpy(), 1.7, 0.01)  # fmt: skip
+    lengthscales = model.kernel.lengthscales.numpy()
+    reference_mean, reference_cov = numpy_gradient_posterior(theta, x, y, lengthscales, 1.7, 0.01)
     np.testing.assert_allclose(mean.numpy(), reference_mean, rtol=1e-8)
     np.testing.assert_allclose(cov.numpy(), reference_cov, rtol=1e-8, atol=1e-12)
 
