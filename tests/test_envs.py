@@ -193,3 +193,21 @@ def test_pixels_then_tensorflow_in_one_process(python, subprocess_env):
     result = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "sum 3.0" in result.stdout
+
+
+def test_lqr_dynamics_reward_and_length():
+    from saferl_tf.envs.lqr import A, Q, R
+
+    env = envs.make("saferl_LQR-v0", seed=0)
+    assert env.action_space.shape == (3,) and not env.action_space.is_bounded()
+    state, _ = env.reset()
+    action = np.array([0.1, -0.2, 0.3])
+    next_state, reward, cost, terminated, truncated, _ = env.step(action)
+    assert reward == pytest.approx(-(state @ Q @ state + action @ R @ action), rel=1e-6)
+    noise = next_state - (A @ state + action)
+    assert np.abs(noise).max() < 5 and cost == 0.0  # Unit Gaussian noise.
+    steps = 1
+    while not (terminated or truncated):
+        *_, terminated, truncated, _ = env.step(np.zeros(3))
+        steps += 1
+    assert steps == 300 and truncated

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = ("saferl_tf.envs.lqr",)
 
 for _module in _MODULES:
     importlib.import_module(_module)
