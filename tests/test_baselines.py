@@ -1,0 +1,43 @@
+"""ARS, CMA-ES and vanilla BO each improve on a quadratic (issue 4, in progress)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from saferl_tf.bo.baselines import ARSSearcher, BOSearcher, CMAESSearcher
+
+OPTIMUM = np.array([0.3, -0.2, 0.25, 0.1])
+
+
+def quadratic(parameters):
+    return -float(np.sum((parameters - OPTIMUM) ** 2))
+
+
+@pytest.mark.parametrize(
+    "make, budget",
+    [
+        (lambda: ARSSearcher(np.zeros(4), step_size=0.1, noise=0.05, directions=4, top=2), 80),
+        (lambda: ARSSearcher(np.zeros(4), step_size=5.0, noise=0.05, scale_by_std=False), 80),
+        (lambda: CMAESSearcher(np.zeros(4), sigma=0.2), 80),
+        (lambda: BOSearcher((np.full(4, -1.0), np.full(4, 1.0)), seed=0), 20),
+    ],
+)
+def test_each_baseline_improves_on_a_quadratic(make, budget):
+    start = quadratic(np.zeros(4))
+    result = make().run(quadratic, budget)
+    assert len(result.values) == budget
+    assert result.best_so_far[-1] > start + 0.5 * (0.0 - start)  # Half the gap closed.
+
+
+def test_ars_update_follows_the_formula():
+    ars = ARSSearcher(np.zeros(2), step_size=0.5, noise=0.1, directions=2, top=1,
+                      scale_by_std=True, seed=3)  # fmt: skip
+    points = [ars.ask()]
+    deltas = ars._deltas.copy()
+    values = [1.0, 0.0, 0.0, 0.5]  # r+ = [1, 0], r- = [0, 0.5]
+    ars.tell(points[0], values[0])
+    for value in values[1:]:
+        ars.tell(ars.ask(), value)
+    # The top direction by max(r+, r-) is direction 0; std of its rewards [1, 0] is 0.5.
+    np.testing.assert_allclose(ars.theta, 0.5 / (1 * 0.5) * (1.0 - 0.0) * deltas[0])
