@@ -105,3 +105,5 @@ def test_gradient_information_equals_brute_force_recomputation(problem):
         assert trace == pytest.approx(np.trace(cov.numpy()), rel=1e-9)
     _, current = gp.gradient_posterior(tf.constant(theta), tf.constant(x), tf.constant(y), hyper)
     assert np.all(traces.numpy() <= np.trace(current.numpy()) + 1e-12)  # Data never hurts.
+    trace = gp.gradient_covariance_trace(tf.constant(theta), tf.constant(x), hyper)
+    assert float(trace) == pytest.approx(np.trace(current.numpy()), rel=1e-10)

@@ -107,6 +107,15 @@ def gradient_posterior(theta, x, y, hyper: Hyperparameters, chol=None):
     return mean, prior - tf.transpose(half) @ half
 
 
+def gradient_covariance_trace(theta, x, hyper: Hyperparameters, chol=None):
+    """Trace of the gradient's posterior covariance at theta [D] (no targets needed)."""
+    if chol is None:
+        chol = cholesky(x, hyper)
+    k_grad = kernel_gradient(theta, x, hyper.lengthscales, hyper.signal_variance)
+    half = tf.linalg.triangular_solve(chol, tf.transpose(k_grad), lower=True)
+    return tf.reduce_sum(hyper.signal_variance / hyper.lengthscales**2) - tf.reduce_sum(half**2)
+
+
 def gradient_information(theta, x, candidates, hyper: Hyperparameters, chol=None):
     """Trace of the gradient covariance at theta once each candidate is observed.
 
@@ -118,7 +127,9 @@ def gradient_information(theta, x, candidates, hyper: Hyperparameters, chol=None
     length, signal = hyper.lengthscales, hyper.signal_variance
     k_grad = kernel_gradient(theta, x, length, signal)  # [D, N]
     half = tf.linalg.triangular_solve(chol, tf.transpose(k_grad), lower=True)  # [N, D]
-    trace = tf.reduce_sum(signal / length**2) - tf.reduce_sum(half**2)
+    trace = tf.reduce_sum(signal / length**2) - tf.reduce_sum(
+        half**2
+    )  # As gradient_covariance_trace.
     cross = se_kernel(x, candidates, length, signal)  # [N, C]
     cross_half = tf.linalg.triangular_solve(chol, cross, lower=True)  # [N, C]
     # dk(theta, z)/dtheta for every candidate: [C, D]
