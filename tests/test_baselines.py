@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saferl_tf.bo.baselines import ARSSearcher, BOSearcher, CMAESSearcher
+from saferl_tf.search.baselines import ARSSearcher, BOSearcher, CMAESSearcher
 
 OPTIMUM = np.array([0.3, -0.2, 0.25, 0.1])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saferl_tf.bo.gibo import GIBOConfig, GIBOSearcher
-from saferl_tf.bo.objectives import gp_sample_function
+from saferl_tf.search.gibo import GIBOConfig, GIBOSearcher
+from saferl_tf.search.objectives import gp_sample_function
 
 
 def test_ask_tell_cycle_and_data_limit():
@@ -43,7 +43,7 @@ def test_gibo_gets_within_5_percent_on_a_2d_synthetic_function():
 
 @pytest.mark.slow
 def test_gibo_balances_cartpole_within_100_evaluations_in_most_seeds():
-    from saferl_tf.bo.policies import EpisodeObjective
+    from saferl_tf.search.policies import EpisodeObjective
 
     reached = 0
     for seed in range(3):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saferl_tf.bo import gp
+from saferl_tf.search import gradient_gp as gp
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saferl_tf.bo.policies import EpisodeObjective, LinearPolicy, MLPPolicy
+from saferl_tf.search.policies import EpisodeObjective, LinearPolicy, MLPPolicy
 
 
 def test_flat_view_round_trip():

@@ -413,19 +413,20 @@ def aggregate_algorithms(
     return aggregates
 
 
-def _draw_panel(
+def draw_panel(
     axes: Axes,
     aggregates: Mapping[str, Aggregate],
     colors: Mapping[str, str],
     metric: str,
     spread: str,
+    xlabel: str = "environment steps",
 ) -> None:
     for algo, (grid, mean, low, high, _) in aggregates.items():
         axes.fill_between(grid, low, high, color=colors[algo], alpha=0.2, linewidth=0)
         axes.plot(grid, mean, color=colors[algo], label=algo)
     if not aggregates:
         axes.text(0.5, 0.5, "no data", transform=axes.transAxes, ha="center", va="center")
-    axes.set_xlabel("environment steps")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel(metric)
     axes.grid(alpha=0.3)
 
@@ -463,8 +464,8 @@ def plot_environment(
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     return_axes, cost_axes = figure.subplots(1, 2)
-    _draw_panel(return_axes, returns, colors, return_metric, spread)
-    _draw_panel(cost_axes, costs, colors, cost_metric, spread)
+    draw_panel(return_axes, returns, colors, return_metric, spread)
+    draw_panel(cost_axes, costs, colors, cost_metric, spread)
     if cost_limit is not None:
         cost_axes.axhline(
             cost_limit,

@@ -62,7 +62,7 @@ class Interrupted(Exception):
 
 
 @contextlib.contextmanager
-def _stop_on_signals(flag: dict):
+def stop_on_signals(flag: dict):
     """Turns SIGINT/SIGTERM into a flag that the loop checks after each step."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -154,7 +154,7 @@ class Trainer:
         stop: dict = {}
         num_envs = self.envs.num_envs
         try:
-            with _stop_on_signals(stop):
+            with stop_on_signals(stop):
                 observation = self.envs.reset()
                 is_first = np.ones(num_envs, bool)
                 episode_return = np.zeros(num_envs)

@@ -80,18 +80,37 @@ def policy_outputs(action_space: spaces.Space) -> int:
 
 
 class EpisodeObjective:
-    """parameters -> mean episode return of ``policy`` on ``env_id`` (to maximize)."""
+    """parameters -> mean episode return of a flat policy on ``env_id`` (to maximize).
 
-    def __init__(self, env_id: str, policy: FlatPolicy | None = None, episodes: int = 1,
-                 normalize: bool = False, seed: int = 0, **make_kwargs):  # fmt: skip
+    ``policy`` is a ``FlatPolicy`` or the name of one ("linear", "mlp" with
+    ``hidden`` layers); ``bias`` adds an offset to a linear policy. Episode k
+    (counted over the objective's life) resets with seed ``seed * 100003 + k``,
+    so a resumed search sees the episodes the uninterrupted one would have.
+    ``info()`` holds the mean episode cost of the last evaluation.
+    """
+
+    def __init__(self, env_id: str, policy: FlatPolicy | str | None = None,
+                 episodes: int = 1, normalize: bool = False, seed: int = 0,
+                 hidden: tuple[int, ...] = (16,), bias: bool = False, **make_kwargs):  # fmt: skip
         from saferl_tf.envs import make
 
         self.env = make(env_id, seed=seed, **make_kwargs)
+        self.name = env_id
         size = int(np.prod(self.env.observation_space.shape))
-        self.policy = policy or LinearPolicy(size, policy_outputs(self.env.action_space))
+        outputs = policy_outputs(self.env.action_space)
+        if policy is None or policy == "linear":
+            policy = LinearPolicy(size, outputs, bias=bias)
+        elif policy == "mlp":
+            policy = MLPPolicy(size, outputs, hidden=tuple(hidden), seed=seed)
+        self.policy = policy
+        self.dimension = policy.size
+        self.initial = policy.flat()  # Zeros for a linear policy, the seeded init for an MLP.
+        self.bounds = None
         self.episodes = episodes
         self.normalize = normalize
+        self.seed = seed
         self._count, self._mean, self._m2 = 0, np.zeros(size), np.zeros(size)
+        self._episodes_run = 0
         self.last_cost = 0.0
 
     def _action(self, observation: np.ndarray):
@@ -116,7 +135,8 @@ class EpisodeObjective:
         self.policy.set_flat(parameters)
         returns, costs = [], []
         for _ in range(self.episodes):
-            observation, _ = self.env.reset()
+            observation, _ = self.env.reset(seed=self.seed * 100_003 + self._episodes_run)
+            self._episodes_run += 1
             seen, total_return, total_cost, done = [], 0.0, 0.0, False
             while not done:
                 seen.append(observation.astype(np.float64).ravel())
@@ -132,3 +152,17 @@ class EpisodeObjective:
                 self._update_statistics(np.asarray(seen))
         self.last_cost = float(np.mean(costs))
         return float(np.mean(returns))
+
+    def info(self) -> dict[str, float]:
+        return {"episode_cost": self.last_cost}
+
+    def state(self) -> dict:
+        return {"count": self._count, "mean": self._mean.copy(), "m2": self._m2.copy(),
+                "episodes_run": self._episodes_run}  # fmt: skip
+
+    def load_state(self, state: dict) -> None:
+        self._count, self._episodes_run = state["count"], state["episodes_run"]
+        self._mean, self._m2 = state["mean"].copy(), state["m2"].copy()
+
+    def close(self) -> None:
+        self.env.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from saferl_tf.bo.search import Searcher
+from saferl_tf.search.interface import Searcher
 
 
 class ARSSearcher(Searcher):
@@ -99,8 +99,22 @@ class BOSearcher(Searcher):
         self._design = qmc.Sobol(dimension, scramble=True, seed=seed).random(self.initial)
         # The penalty proposer minimizes the ``penalty`` of its outcomes: here -value.
         self._proposer = TriestePenalty(dimension, seed)
+        self._seed = seed
         self._points: list[np.ndarray] = []
         self._values: list[float] = []
+
+    def __getstate__(self) -> dict:
+        # The proposer caches Trieste models, which do not pickle; its state is
+        # the data, which the searcher keeps, so a fresh one continues the search.
+        state = self.__dict__.copy()
+        state.pop("_proposer")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        from saferl_tf.bo.proposers import TriestePenalty
+
+        self.__dict__.update(state)
+        self._proposer = TriestePenalty(len(self.low), self._seed)
 
     def ask(self) -> np.ndarray:
         from saferl_tf.bo.study import Outcome

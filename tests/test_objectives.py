@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saferl_tf.bo.objectives import (
+from saferl_tf.search.objectives import (
     GPSampleFunction,
     gp_sample_function,
     mean_distance_scale,
@@ -29,7 +29,7 @@ def test_synthetic_functions_are_deterministic_and_round_trip(tmp_path):
 
 
 def test_run_counts_one_evaluation_per_objective_call():
-    from saferl_tf.bo.search import Searcher
+    from saferl_tf.search.interface import Searcher
 
     class Walk(Searcher):
         def __init__(self):

@@ -1,0 +1,216 @@
+"""One policy-search run: what ``launchers/search.py`` calls.
+
+``run_search(SearchSettings(method="gibo", objective="synthetic:8:0"))`` builds
+the objective and the searcher, then asks, evaluates and tells ``budget``
+times. The run folder defaults to ``<results_dir>/<method>/<objective>/<seed>/``
+(the objective's folder name is ``synthetic-D8-f0``, ``saferl_LQR-v0`` or the
+environment id), a results tree ``tools/plot.py`` and ``tools/plot_search.py``
+read::
+
+    config.json         the settings and the searcher's config
+    metrics.jsonl       one row per evaluation (step = evaluations so far):
+                        search/value, search/best_so_far, search/searcher_seconds,
+                        search/objective_seconds and the objective's extras
+                        (search/normalized_regret on synthetic functions,
+                        search/episode_cost on environments)
+    events.out.tfevents.*   the same scalars for TensorBoard
+    search_state.pkl    searcher and objective after the last evaluation
+    summary.json        best value and parameters, timings, at the end
+
+A killed run resumes from ``search_state.pkl`` (written after every
+evaluation): the same command continues at the next evaluation. SIGINT or
+SIGTERM stops after the evaluation in progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from saferl_tf.config import config_to_dict
+from saferl_tf.errors import ConfigError, NonFiniteError
+from saferl_tf.search import methods
+from saferl_tf.search.objectives import make_objective, parse_objective_spec
+
+CONFIG_FILE = "config.json"
+STATE_FILE = "search_state.pkl"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclasses.dataclass
+class SearchSettings:
+    """Everything a search run is made from."""
+
+    method: str = "gibo"
+    objective: str = "synthetic:4:0"
+    budget: int = 300
+    seed: int = 0
+    values: dict[str, str] = dataclasses.field(default_factory=dict)  # Searcher config.
+    log_dir: str | None = None
+    results_dir: str = "results/search"
+    functions_dir: str = "results/synthetic_functions"
+    noise_std: float = 0.1  # Synthetic objectives: observation noise (std).
+    episodes: int = 1  # Environment objectives: episodes per evaluation.
+    policy: str = "linear"
+    hidden: tuple[int, ...] = (16,)
+    bias: bool = False
+    normalize: bool = False
+    episode_length: int | None = None
+    progress: bool = True
+
+
+def objective_folder(spec: str) -> str:
+    kind, arguments = parse_objective_spec(spec)
+    if kind == "synthetic":
+        return f"synthetic-D{arguments[0]}-f{arguments[1]}"
+    return arguments[0]
+
+
+def run_dir_for(settings: SearchSettings) -> Path:
+    if settings.log_dir:
+        return Path(settings.log_dir)
+    folder = objective_folder(settings.objective)
+    return Path(settings.results_dir) / settings.method / folder / str(settings.seed)
+
+
+def _check(settings: SearchSettings):
+    if settings.budget < 1:
+        raise ConfigError(f"--budget must be a positive integer, got {settings.budget}")
+    if settings.episodes < 1:
+        raise ConfigError(f"--episodes must be a positive integer, got {settings.episodes}")
+    if settings.noise_std < 0:
+        raise ConfigError(f"--noise_std must be >= 0, got {settings.noise_std}")
+    return methods.method_config(settings.method, settings.values)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _record(settings: SearchSettings, config) -> dict:
+    run = dataclasses.asdict(settings)
+    run.pop("values")
+    run.pop("progress")
+    return {"method": settings.method, "objective": settings.objective,
+            "searcher_config": config_to_dict(config), "run": run}  # fmt: skip
+
+
+def _check_same_run(run_dir: Path, record: dict) -> None:
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return
+    try:
+        previous = json.loads(path.read_text())
+    except ValueError:
+        return
+    keys = ("method", "objective", "searcher_config")
+    differing = [key for key in keys if previous.get(key) != json.loads(json.dumps(record[key]))]
+    old_run, new_run = previous.get("run", {}), json.loads(json.dumps(record["run"]))
+    differing += [f"{k}" for k in sorted(set(old_run) | set(new_run))
+                  if k != "budget" and old_run.get(k) != new_run.get(k)]  # fmt: skip
+    if differing:
+        raise ConfigError(
+            f"{run_dir} holds a search with different settings ({', '.join(differing)}); "
+            "resume it with its own settings or choose another --log_dir"
+        )
+
+
+def run_search(settings: SearchSettings) -> dict:
+    """Runs (or resumes) the search described by ``settings``; returns its summary."""
+    from saferl_tf.training.logger import Logger
+    from saferl_tf.training.loop import Interrupted, stop_on_signals
+    from saferl_tf.training.progress import Progress
+
+    config = _check(settings)
+    run_dir = run_dir_for(settings)
+    record = _record(settings, config)
+    _check_same_run(run_dir, record)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_dir / CONFIG_FILE, (json.dumps(record, indent=2) + "\n").encode())
+    objective = make_objective(
+        settings.objective, seed=settings.seed, noise_std=settings.noise_std,
+        episodes=settings.episodes, policy=settings.policy, hidden=settings.hidden,
+        bias=settings.bias, normalize=settings.normalize,
+        episode_length=settings.episode_length, cache_dir=settings.functions_dir,
+    )  # fmt: skip
+    state_path = run_dir / STATE_FILE
+    if state_path.exists():
+        state = pickle.loads(state_path.read_bytes())
+        searcher = state["searcher"]
+        objective.load_state(state["objective"])
+        print(f"saferl_tf: resuming {run_dir} after evaluation {state['evaluations']}",
+              file=sys.stderr, flush=True)  # fmt: skip
+    else:
+        searcher = methods.make_searcher(settings.method, objective, settings.seed, settings.values)
+        state = {"evaluations": 0, "best_value": -math.inf, "best_parameters": None,
+                 "searcher_seconds": 0.0, "objective_seconds": 0.0}  # fmt: skip
+    logger = Logger(run_dir)
+    logger.set_aside_after(state["evaluations"])
+    print(
+        f"saferl_tf: {settings.method} on {objective.name} ({objective.dimension} parameters, "
+        f"{settings.budget} evaluations); logs in {run_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    progress = Progress(settings.budget, state["evaluations"], settings.progress)
+    stop: dict = {}
+    try:
+        with stop_on_signals(stop):
+            while state["evaluations"] < settings.budget:
+                started = time.perf_counter()
+                parameters = np.asarray(searcher.ask(), np.float64)
+                asked = time.perf_counter()
+                value = float(objective(parameters))
+                evaluated = time.perf_counter()
+                if not math.isfinite(value):
+                    raise NonFiniteError(
+                        f"the objective returned {value} at evaluation {state['evaluations'] + 1}"
+                        f"; stopped (the state after evaluation {state['evaluations']} is kept)"
+                    )
+                searcher.tell(parameters, value)
+                told = time.perf_counter()
+                state["evaluations"] += 1
+                if value > state["best_value"]:
+                    state["best_value"], state["best_parameters"] = value, parameters
+                searcher_seconds = (asked - started) + (told - evaluated)
+                state["searcher_seconds"] += searcher_seconds
+                state["objective_seconds"] += evaluated - asked
+                metrics = {"search/value": value, "search/best_so_far": state["best_value"],
+                           "search/searcher_seconds": searcher_seconds,
+                           "search/objective_seconds": evaluated - asked}  # fmt: skip
+                state["info"] = objective.info()
+                metrics.update({f"search/{k}": v for k, v in state["info"].items()})
+                logger.write(metrics, state["evaluations"])
+                _write_atomic(state_path, pickle.dumps(
+                    {**state, "searcher": searcher, "objective": objective.state()}
+                ))  # fmt: skip
+                progress.update(1)
+                progress.set(value=value, best=state["best_value"])
+                if stop.get("signum"):
+                    raise Interrupted(stop["signum"], state["evaluations"], str(state_path))
+    finally:
+        progress.close()
+        logger.close()
+        objective.close()
+    summary = {
+        "method": settings.method,
+        "objective": settings.objective,
+        "evaluations": state["evaluations"],
+        "best_value": state["best_value"],
+        "best_parameters": np.asarray(state["best_parameters"]).tolist(),
+        "searcher_seconds_per_evaluation": state["searcher_seconds"] / state["evaluations"],
+        "objective_seconds_per_evaluation": state["objective_seconds"] / state["evaluations"],
+        **{f"final_{k}": v for k, v in state.get("info", {}).items()},
+    }
+    _write_atomic(run_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+    return summary

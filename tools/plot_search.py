@@ -1,0 +1,62 @@
+"""Plots policy-search runs: ``python tools/plot_search.py --data_path=results/search``.
+
+For each objective group of ``<data_path>/<method>/<objective>/<seed>/``
+(synthetic functions of one dimension form one group) writes
+``<output_dir>/<group>.png`` and ``.pdf``: normalized regret (synthetic; log
+scale) or best value so far against evaluations, the mean over runs per method
+with a band of ± one standard deviation (``--spread=minmax``: min to max), and
+the episode cost beside it where runs logged one. Prints the final values as a
+table. When nothing can be plotted: one ``error:`` line, exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import app, flags
+
+from saferl_tf import cli
+
+flags.DEFINE_string(
+    "data_path", "results/search", "Root: <data_path>/<method>/<objective>/<seed>/."
+)
+flags.DEFINE_string("output_dir", "", "Where to write the figures (default: data_path).")
+flags.DEFINE_enum("spread", "std", ["std", "minmax"], "Band: mean ± 1 std, or min to max.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    cli.run_guarded(_plot)
+
+
+def _plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from saferl_tf.analysis import search
+
+    figures = search.plot_search(FLAGS.data_path, spread=FLAGS.spread)
+    output_dir = Path(FLAGS.output_dir or FLAGS.data_path)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for group, figure in figures.items():
+        for suffix in ("png", "pdf"):
+            path = output_dir / f"{group}.{suffix}"
+            figure.savefig(path, dpi=120)
+            print(path)
+    print(format_table(search.final_values(FLAGS.data_path)))
+
+
+def format_table(rows) -> str:
+    lines = ["| objective | method | runs | evaluations | final mean ± std | median |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [
+        f"| {r.group} | {r.method} | {r.runs} | {r.evaluations} | "
+        f"{r.mean:.3g} ± {r.std:.2g} | {r.median:.3g} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.flags_parser)
