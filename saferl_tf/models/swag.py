@@ -74,9 +74,9 @@ class SWAG(tf.Module):
     def _snapshot(self) -> tf.Tensor:
         weights = self.flat()
         first = tf.equal(self.snapshots, 0)
-        mean = tf.where(first, weights, self.decay * self.mean + (1 - self.decay) * weights)
-        second = tf.where(first, weights**2,
-                          self.decay * self.second_moment + (1 - self.decay) * weights**2)  # fmt: skip
+        decay = self.decay
+        mean = tf.where(first, weights, decay * self.mean + (1 - decay) * weights)
+        second = tf.where(first, weights**2, decay * self.second_moment + (1 - decay) * weights**2)
         self.mean.assign(mean)
         self.second_moment.assign(second)
         column = tf.cast(self.snapshots % self.max_columns, tf.int32)
