@@ -1,0 +1,70 @@
+"""Network builders shared by the agents (Keras 3 layers, float32 or mixed).
+
+    mlp([400, 400, 400], output=30)          # Dense stack, ELU, linear output
+    ConvEncoder(depth=32)(images [B, 64, 64, 3] in [-0.5, 0.5]) -> [B, 32 depth]
+    ConvDecoder(depth=32)(features [B, F]) -> means [B, 64, 64, 3]
+
+The convolutional pair is Dreamer's (and LAMBDA's): four stride-2 convolutions
+with kernels 4 and depths d, 2d, 4d, 8d down to 2x2, and four transposed
+convolutions with kernels 5, 5, 6, 6 from 1x1 back to 64x64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+
+def mlp(units: Sequence[int], output: int | None = None, activation: str = "elu",
+        name: str | None = None) -> keras.Sequential:  # fmt: skip
+    """Dense layers of ``units`` with ``activation``, then a linear ``output`` layer."""
+    layers = [keras.layers.Dense(size, activation=activation) for size in units]
+    if output is not None:
+        layers.append(keras.layers.Dense(output))
+    return keras.Sequential(layers, name=name)
+
+
+def preprocess_image(image) -> tf.Tensor:
+    """uint8 [..., H, W, C] -> float32 in [-0.5, 0.5]."""
+    return tf.cast(image, tf.float32) / 255.0 - 0.5
+
+
+class ConvEncoder(keras.layers.Layer):
+    def __init__(self, depth: int = 32, activation: str = "relu", **kwargs):
+        super().__init__(**kwargs)
+        self.depth = depth
+        self.convolutions = [
+            keras.layers.Conv2D(multiple * depth, 4, strides=2, activation=activation)
+            for multiple in (1, 2, 4, 8)
+        ]
+
+    def call(self, images):
+        """images [..., 64, 64, C] (float) -> [..., 32 depth]."""
+        leading = tf.shape(images)[:-3]
+        x = tf.reshape(images, tf.concat([[-1], tf.shape(images)[-3:]], 0))
+        for convolution in self.convolutions:
+            x = convolution(x)
+        return tf.reshape(x, tf.concat([leading, [32 * self.depth]], 0))
+
+
+class ConvDecoder(keras.layers.Layer):
+    def __init__(self, depth: int = 32, channels: int = 3, activation: str = "relu", **kwargs):
+        super().__init__(**kwargs)
+        self.depth = depth
+        self.dense = keras.layers.Dense(32 * depth)
+        self.transposed = [
+            keras.layers.Conv2DTranspose(4 * depth, 5, strides=2, activation=activation),
+            keras.layers.Conv2DTranspose(2 * depth, 5, strides=2, activation=activation),
+            keras.layers.Conv2DTranspose(depth, 6, strides=2, activation=activation),
+            keras.layers.Conv2DTranspose(channels, 6, strides=2),
+        ]
+
+    def call(self, features):
+        """features [..., F] -> image means [..., 64, 64, channels]."""
+        leading = tf.shape(features)[:-1]
+        x = tf.reshape(self.dense(features), [-1, 1, 1, 32 * self.depth])
+        for layer in self.transposed:
+            x = layer(x)
+        return tf.reshape(x, tf.concat([leading, tf.shape(x)[1:]], 0))
