@@ -8,11 +8,13 @@ from saferl_tf.agents.base import (
     register_agent,
     registered_agents,
 )
+from saferl_tf.agents.lambda_ import LambdaAgent
 from saferl_tf.agents.random import RandomAgent
 from saferl_tf.config import AgentConfig
 
 __all__ = [
     "Agent",
+    "LambdaAgent",
     "AgentConfig",
     "RandomAgent",
     "Transition",

@@ -20,7 +20,7 @@ Batches (NumPy, one leading batch axis ``B``)::
     sample_transitions(B)    observation, action, reward, cost, terminated,
                              next_observation: [B, ...]
     sample_sequences(B, L)   observation, action, reward, cost, terminated,
-                             is_first: [B, L, ...]  (transition-aligned: the
+                             is_first, next_observation: [B, L, ...]  (transition-aligned: the
                              action at t is taken at observation t)
 
 Memory is bounded by ``capacity`` steps (oldest chunks are dropped from
@@ -258,8 +258,8 @@ class EpisodeReplay:
     def sample_sequences(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
         """Sequences of ``length`` consecutive steps from within one chunk each.
 
-        Returns observation, action, reward, cost, terminated and is_first,
-        each [batch_size, length, ...]. Chunks shorter than ``length`` are not
+        Returns observation, action, reward, cost, terminated, is_first and
+        next_observation (o_{t+1}), each [batch_size, length, ...]. Chunks shorter than ``length`` are not
         sampled; a chunk is chosen with probability proportional to the number
         of windows it holds, so every window is equally likely.
         """
@@ -274,11 +274,12 @@ class EpisodeReplay:
         which = np.searchsorted(ends, flat, side="right")
         starts = flat - np.concatenate([[0], ends[:-1]])[which]
         fields = {k: [] for k in ("observation", "action", "reward", "cost", "terminated")}
-        fields["is_first"] = []
+        fields["is_first"], fields["next_observation"] = [], []
         for chunk_index, start in zip(which, starts):
             chunk = chunks[chunk_index]
             window = slice(start, start + length)
             fields["observation"].append(chunk.observation[window])
+            fields["next_observation"].append(chunk.observation[start + 1 : start + length + 1])
             fields["action"].append(chunk.action[window])
             fields["reward"].append(chunk.reward[window])
             fields["cost"].append(chunk.cost[window])

@@ -1,6 +1,6 @@
 """Network builders shared by the agents (Keras 3 layers, float32 or mixed).
 
-    mlp([400, 400, 400], output=30)          # Dense stack, ELU, linear output
+    mlp([400, 400, 400], output=30)          # Dense stack, ELU, linear output, any rank
     ConvEncoder(depth=32)(images [B, 64, 64, 3] in [-0.5, 0.5]) -> [B, 32 depth]
     ConvDecoder(depth=32)(features [B, F]) -> means [B, 64, 64, 3]
 
@@ -17,13 +17,30 @@ import keras
 import tensorflow as tf
 
 
+class MLP(keras.layers.Layer):
+    """Dense layers of ``units`` with ``activation``, then a linear ``output`` layer.
+
+    Unlike ``keras.Sequential``, which fixes its input rank at the first call,
+    it takes inputs of any rank [..., F] (batch, time, samples, ...).
+    """
+
+    def __init__(self, units: Sequence[int], output: int | None = None,
+                 activation: str = "elu", **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.hidden = [keras.layers.Dense(size, activation=activation) for size in units]
+        self.output_layer = None if output is None else keras.layers.Dense(output)
+
+    def call(self, inputs):
+        x = inputs
+        for layer in self.hidden:
+            x = layer(x)
+        return x if self.output_layer is None else self.output_layer(x)
+
+
 def mlp(units: Sequence[int], output: int | None = None, activation: str = "elu",
-        name: str | None = None) -> keras.Sequential:  # fmt: skip
-    """Dense layers of ``units`` with ``activation``, then a linear ``output`` layer."""
-    layers = [keras.layers.Dense(size, activation=activation) for size in units]
-    if output is not None:
-        layers.append(keras.layers.Dense(output))
-    return keras.Sequential(layers, name=name)
+        name: str | None = None) -> MLP:  # fmt: skip
+    """``MLP(units, output, activation)``."""
+    return MLP(units, output, activation, name=name)
 
 
 def preprocess_image(image) -> tf.Tensor:

@@ -163,3 +163,24 @@ def balanced_kl(posterior: RSSMState, prior: RSSMState, balance: float = 0.8,
         tf.reduce_mean(kl_posterior), free_nats
     )
     return loss, tf.reduce_mean(kl)
+
+
+def imagine(rssm: RSSM, start: RSSMState, policy, horizon: int, seed, weights=None):
+    """Rolls ``policy(features) -> actions [N, A]`` through the prior for ``horizon`` steps.
+
+    start: RSSMState of [N, .]. Returns (states: RSSMState of [H + 1, N, .] with
+    the start first, actions [H, N, A]). Gradients flow through the actions and
+    the dynamics; ``weights`` are other weights for ``rssm.prior_step``.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 2 * horizon)
+    seeds = tf.reshape(seeds, [horizon, 2, 2])
+
+    def step(carry, step_seeds):
+        state, _ = carry
+        action = policy(state.features(), step_seeds[0])
+        return rssm.imagine_step(state, action, step_seeds[1], weights), action
+
+    first_action = tf.stop_gradient(policy(start.features(), seeds[0, 0])) * 0.0
+    states, actions = tf.scan(step, seeds, initializer=(start, first_action))
+    states = tf.nest.map_structure(lambda s, x: tf.concat([s[None], x], 0), start, states)
+    return states, actions

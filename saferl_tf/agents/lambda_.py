@@ -1,0 +1,563 @@
+"""LambdaAgent: LAMBDA (As, Usmanova, Curi, Krause, ICLR 2022).
+
+A recurrent state-space world model (``saferl_tf.models.rssm``) learned from
+replayed sequences, with a SWAG posterior over the weights that imagination
+uses (the prior dynamics and the reward, cost and terminal heads). Each
+actor-critic update imagines ``horizon`` steps from every posterior state of
+the batch under each of ``posterior_samples`` weight samples; the actor and
+the critic learn from the sample with the highest value (optimism), the safety
+critic from the sample with the highest cost value (pessimism), and the
+augmented Lagrangian of g = mean(V_c) - d enters the actor's loss.
+
+Call sequence (the ``Agent`` contract)::
+
+    agent = LambdaAgent(observation_space, action_space, LambdaAgent.Config())
+    action = agent.act(observation [N, ...], explore, is_first [N])
+    agent.observe(transition)
+    metrics = agent.update()   # model and actor-critic updates on the schedule
+
+``update`` checks the schedule (``warmup_steps`` random environment steps,
+then ``pretrain_updates`` model updates, then ``train_steps`` updates every
+``train_every`` environment steps) and calls two compiled steps, traced once:
+``_model_step`` (world model and SWAG) and ``_behavior_step`` (imagination,
+actor, critics, Lagrangian). Override ``optimistic_index`` and
+``pessimistic_index`` to change how posterior samples are chosen.
+
+The cost limit d is per ``episode_length``-step episode in environment steps;
+the safety critic predicts a discounted sum of per-step costs, so d becomes
+(d / T) (1 - gamma_c^T) / (1 - gamma_c) with T the episode length in agent
+steps, the discounted cost of spending the budget evenly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from gymnasium import spaces
+
+from saferl_tf.agents.base import Agent, register_agent
+from saferl_tf.config import AgentConfig
+from saferl_tf.errors import ConfigError
+from saferl_tf.models.networks import ConvDecoder, ConvEncoder, mlp, preprocess_image
+from saferl_tf.models.rssm import RSSM, RSSMState, balanced_kl, imagine
+from saferl_tf.models.swag import SWAG, cyclic_learning_rate
+from saferl_tf.rl.lagrangian import AugmentedLagrangian
+from saferl_tf.rl.returns import lambda_returns
+
+tfd = tfp.distributions
+tfb = tfp.bijectors
+
+
+class CyclicSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    def __init__(self, low: float, high: float, step_size: int):
+        self.low, self.high, self.step_size = low, high, step_size
+
+    def __call__(self, step):
+        return cyclic_learning_rate(step, self.low, self.high, self.step_size)
+
+    def get_config(self):
+        return {"low": self.low, "high": self.high, "step_size": self.step_size}
+
+
+@register_agent("lambda")
+class LambdaAgent(Agent):
+    @dataclasses.dataclass
+    class Config(AgentConfig):
+        observation: str = "pixels"
+        action_repeat: int = 2
+        # World model.
+        deter_size: int = 200
+        stoch_size: int = 30
+        rssm_hidden: int = 200
+        cnn_depth: int = 32
+        dense_units: int = 400
+        encoder_layers: int = 3  # Vector observations.
+        decoder_layers: int = 3
+        head_layers: int = 2  # Reward, cost and terminal heads.
+        kl_balance: float = 0.8
+        free_nats: float = 3.0
+        unsafe_weight: float = 100.0  # Weight of the unsafe (cost >= 1) log-likelihood.
+        model_learning_rate: tuple[float, float] = (1e-4, 5e-4)  # Cyclic, low to high.
+        learning_rate_step_size: int = 200
+        model_epsilon: float = 1e-5
+        model_clip_norm: float = 100.0
+        # SWAG posterior.
+        swag_burn_in: int = 500
+        swag_period: int = 200
+        swag_decay: float = 0.8
+        swag_max_columns: int = 20
+        swag_scale: float = 1.0
+        posterior_samples: int = 5
+        # Behaviour.
+        batch_size: int = 32
+        sequence_length: int = 50
+        horizon: int = 15
+        discount: float = 0.99
+        lambda_: float = 0.95
+        safety_discount: float = 0.995
+        safety_lambda: float = 0.95
+        actor_layers: int = 4
+        critic_layers: int = 3
+        actor_learning_rate: float = 8e-5
+        critic_learning_rate: float = 8e-5
+        safety_critic_learning_rate: float = 2e-4
+        actor_clip_norm: float = 5.0
+        critic_clip_norm: float = 1.0
+        safety_critic_clip_norm: float = 50.0
+        target_update_every: int = 1000  # Behaviour updates between target-critic copies.
+        # Augmented Lagrangian.
+        initial_multiplier: float = 1e-6
+        initial_penalty: float = 5e-9
+        penalty_growth: float = 1e-5
+        episode_length: int = 1000  # Environment steps the cost limit refers to.
+        # Schedule, in environment steps.
+        warmup_steps: int = 5000
+        pretrain_updates: int = 100
+        train_every: int = 1000
+        train_steps: int = 100
+        mixed_precision: bool = False
+        replay_capacity: int = 1_000_000
+
+    def __init__(self, observation_space, action_space, config=None, **kwargs):
+        super().__init__(observation_space, action_space, config, **kwargs)
+        config = self.config
+        if not isinstance(action_space, spaces.Box):
+            raise ConfigError(f"LambdaAgent needs a Box action space, got {action_space}")
+        self._check_config(config)
+        if config.mixed_precision:
+            # Keras's policy is global: layers built from here on compute in float16.
+            keras.mixed_precision.set_dtype_policy("mixed_float16")
+        self.pixels = len(observation_space.shape) == 3
+        self.action_size = int(np.prod(action_space.shape))
+        self._build_networks()
+        self._build_optimizers()
+        self.swag = SWAG(self._posterior_variables(), config.swag_decay, config.swag_max_columns,
+                         config.swag_burn_in, config.swag_period, config.swag_scale)  # fmt: skip
+        self.lagrangian = AugmentedLagrangian(config.initial_multiplier, config.initial_penalty,
+                                              config.penalty_growth)  # fmt: skip
+        self.random = tf.random.Generator.from_seed(self.seed)
+        self.model_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.behavior_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.last_train_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        agent_steps = max(config.episode_length // config.action_repeat, 1)
+        gamma = config.safety_discount
+        self.discounted_cost_limit = (config.cost_limit / agent_steps) * (
+            (1 - gamma**agent_steps) / (1 - gamma)
+        )
+        jit = config.jit
+        self._model_step = tf.function(self._model_step_impl, jit_compile=jit)
+        self._behavior_step = tf.function(self._behavior_step_impl, jit_compile=jit)
+        self._policy_step = tf.function(self._policy_step_impl, jit_compile=jit)
+        self.trace_counts = {"model": 0, "behavior": 0, "policy": 0}
+        self._acting_state = {True: None, False: None}
+
+    # --- Building ------------------------------------------------------------
+
+    @staticmethod
+    def _check_config(config) -> None:
+        positive = ("batch_size", "sequence_length", "horizon", "posterior_samples",
+                    "train_every", "train_steps", "episode_length", "dense_units")  # fmt: skip
+        for name in positive:
+            if getattr(config, name) < 1:
+                raise ConfigError(f"LambdaAgent config {name} must be >= 1, got "
+                                  f"{getattr(config, name)}")  # fmt: skip
+        if config.sequence_length < 2:
+            raise ConfigError("LambdaAgent config sequence_length must be >= 2")
+        low, high = config.model_learning_rate
+        if not 0 < low <= high:
+            raise ConfigError(f"model_learning_rate must be (low, high) with 0 < low <= high, "
+                              f"got {config.model_learning_rate}")  # fmt: skip
+
+    def _build_networks(self) -> None:
+        config = self.config
+        units = config.dense_units
+        if self.pixels:
+            if tuple(self.observation_space.shape) != (64, 64, 3):
+                raise ConfigError(
+                    f"LambdaAgent's image model needs 64x64x3 observations, "
+                    f"got {self.observation_space.shape}"
+                )
+            self.encoder = ConvEncoder(config.cnn_depth, name="encoder")
+            self.decoder = ConvDecoder(config.cnn_depth, name="decoder")
+            embedding_size = 32 * config.cnn_depth
+        else:
+            size = int(np.prod(self.observation_space.shape))
+            self.encoder = mlp([units] * config.encoder_layers, name="encoder")
+            self.decoder = mlp([units] * config.decoder_layers, size, name="decoder")
+            embedding_size = units
+        self.rssm = RSSM(config.deter_size, config.stoch_size, config.rssm_hidden, name="rssm")
+        heads = [units] * config.head_layers
+        self.reward_head = mlp(heads, 1, name="reward_head")
+        self.cost_head = mlp(heads, 1, name="cost_head")
+        self.terminal_head = mlp(heads, 1, name="terminal_head")
+        self.actor = mlp([units] * config.actor_layers, 2 * self.action_size, name="actor")
+        self.critic = mlp([units] * config.critic_layers, 1, name="critic")
+        self.target_critic = mlp([units] * config.critic_layers, 1, name="target_critic")
+        self.safety_critic = mlp([units] * config.critic_layers, 1, name="safety_critic")
+        # Keras builds lazily: build every weight now, so checkpoints restore into them.
+        features = tf.zeros([1, self.rssm.feature_size])
+        self.rssm.build_all(embedding_size, self.action_size)
+        self.encoder(self._preprocess(tf.zeros([1, *self.observation_space.shape])))
+        self.decoder(features)
+        for network in (self.reward_head, self.cost_head, self.terminal_head, self.actor,
+                        self.critic, self.target_critic, self.safety_critic):  # fmt: skip
+            network(features)
+        self._copy_target()
+
+    def _build_optimizers(self) -> None:
+        config = self.config
+        low, high = config.model_learning_rate
+        self.model_optimizer = keras.optimizers.Adam(
+            CyclicSchedule(low, high, config.learning_rate_step_size),
+            epsilon=config.model_epsilon, global_clipnorm=config.model_clip_norm,
+        )  # fmt: skip
+        self.actor_optimizer = keras.optimizers.Adam(
+            config.actor_learning_rate, global_clipnorm=config.actor_clip_norm
+        )
+        self.critic_optimizer = keras.optimizers.Adam(
+            config.critic_learning_rate, global_clipnorm=config.critic_clip_norm
+        )
+        self.safety_critic_optimizer = keras.optimizers.Adam(
+            config.safety_critic_learning_rate, global_clipnorm=config.safety_critic_clip_norm
+        )
+        # Slots exist before a checkpoint is restored into them.
+        self.model_optimizer.build(self._model_variables())
+        self.actor_optimizer.build(self.actor.trainable_variables)
+        self.critic_optimizer.build(self.critic.trainable_variables)
+        self.safety_critic_optimizer.build(self.safety_critic.trainable_variables)
+
+    def _model_variables(self) -> list:
+        modules = [self.encoder, self.decoder, self.rssm, self.reward_head, self.terminal_head]
+        if self.config.safety:
+            modules.append(self.cost_head)
+        return [v for module in modules for v in module.trainable_variables]
+
+    def _posterior_modules(self) -> list:
+        """What imagination runs with sampled weights, in ``_posterior_variables`` order."""
+        return [self.rssm.prior_step, self.reward_head, self.cost_head, self.terminal_head]
+
+    def _posterior_variables(self) -> list:
+        return [v for module in self._posterior_modules() for v in module.trainable_variables]
+
+    def _preprocess(self, observation):
+        """uint8 images to [-0.5, 0.5]; vector observations flattened to [..., D], float32."""
+        if self.pixels:
+            return preprocess_image(observation)
+        event_rank = len(self.observation_space.shape)
+        leading = observation.shape[: observation.shape.rank - event_rank]
+        return tf.cast(tf.reshape(observation, [*leading, -1]), tf.float32)
+
+    def _copy_target(self) -> None:
+        for target, source in zip(self.target_critic.variables, self.critic.variables):
+            target.assign(source)
+
+    # --- Distributions -------------------------------------------------------
+
+    def action_distribution(self, features, weights=None):
+        """Tanh-squashed Normal: mean 5 tanh(mu / 5), std softplus(x + log(e^5 - 1)) + 1e-4."""
+        raw = self.actor(features) if weights is None else weights
+        raw = tf.cast(raw, tf.float32)
+        mean, std = tf.split(raw, 2, -1)
+        mean = 5.0 * tf.tanh(mean / 5.0)
+        std = tf.nn.softplus(std + np.log(np.expm1(5.0))) + 1e-4
+        normal = tfd.Normal(mean, std)
+        return tfd.Independent(tfd.TransformedDistribution(normal, tfb.Tanh()), 1), mean
+
+    @staticmethod
+    def _scalar(network, features, weights=None, non_trainable=None):
+        if weights is None:
+            output = network(features)
+        else:
+            output, _ = network.stateless_call(weights, non_trainable or [], features)
+        return tf.cast(tf.squeeze(output, -1), tf.float32)
+
+    # --- Acting --------------------------------------------------------------
+
+    def _policy_step_impl(self, state, previous_action, observation, is_first, explore, seed):
+        self.trace_counts["policy"] += 1
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        embedding = self.encoder(self._preprocess(observation))
+        state = self.rssm.observe_step(state, previous_action, embedding, is_first, seeds[0])
+        distribution, mean = self.action_distribution(state.features())
+        sample = distribution.sample(seed=seeds[1])
+        action = tf.where(explore, sample, tf.tanh(mean))
+        return state, action
+
+    def _act(self, observation, explore, is_first):
+        batch = observation.shape[0]
+        env_steps = self.num_steps * self.config.action_repeat
+        if explore and env_steps < self.config.warmup_steps:
+            unit = self.rng.uniform(-1.0, 1.0, (batch, self.action_size))
+            action = self._to_space(unit)
+            self._acting_state[explore] = None  # The model starts fresh after warm-up.
+            return action
+        carried = self._acting_state[explore]
+        if carried is None or carried[0].deter.shape[0] != batch:
+            carried = (self.rssm.initial(batch), tf.zeros([batch, self.action_size]))
+            is_first = np.ones(batch, bool)
+        state, previous = carried
+        seed = tf.cast(self.random.make_seeds(1)[:, 0], tf.int32)  # TFP wants int32 seeds.
+        state, action = self._policy_step(state, previous, tf.constant(observation),
+                                          tf.constant(is_first), tf.constant(explore), seed)  # fmt: skip
+        self._acting_state[explore] = (state, action)
+        return self._to_space(action.numpy())
+
+    def _to_space(self, unit: np.ndarray) -> np.ndarray:
+        """[-1, 1] actions to the action space's bounds."""
+        space = self.action_space
+        low, high = space.low.reshape(-1), space.high.reshape(-1)
+        finite = np.isfinite(low) & np.isfinite(high)
+        scaled = np.where(finite, low + (unit + 1.0) * 0.5 * (high - low), unit)
+        return scaled.reshape(unit.shape[0], *space.shape).astype(space.dtype)
+
+    def _from_space(self, action: np.ndarray) -> np.ndarray:
+        space = self.action_space
+        low, high = space.low.reshape(-1), space.high.reshape(-1)
+        flat = action.reshape(*action.shape[: action.ndim - len(space.shape)], -1)
+        finite = np.isfinite(low) & np.isfinite(high)
+        unit = np.where(finite, 2.0 * (flat - low) / np.where(finite, high - low, 1.0) - 1.0, flat)
+        return np.clip(unit, -1.0, 1.0).astype(np.float32)
+
+    # --- Updates -------------------------------------------------------------
+
+    def _update(self) -> dict:
+        config = self.config
+        env_steps = self.num_steps * config.action_repeat
+        if env_steps < config.warmup_steps:
+            return {}
+        last = int(self.last_train_step.numpy())
+        if last >= 0 and env_steps - last < config.train_every:
+            return {}
+        updates = config.pretrain_updates if last < 0 else config.train_steps
+        metrics: dict = {}
+        for _ in range(updates):
+            batch = self._sample_batch()
+            if batch is None:
+                return metrics  # Too little data for one sequence yet; try again later.
+            metrics = self.train_batch(batch)
+        self.last_train_step.assign(env_steps)
+        return metrics
+
+    def _sample_batch(self):
+        config = self.config
+        try:
+            batch = self.replay.sample_sequences(config.batch_size, config.sequence_length - 1)
+        except ValueError:
+            return None
+        return self._batch_tensors(batch)
+
+    def _batch_tensors(self, batch) -> dict:
+        """Replay sequences of L - 1 transitions -> L observations and aligned targets."""
+        observation = np.concatenate([batch["observation"], batch["next_observation"][:, -1:]], 1)
+        actions = self._from_space(batch["action"])
+        previous = np.concatenate([np.zeros_like(actions[:, :1]), actions], 1)
+        is_first = np.zeros(observation.shape[:2], bool)
+        is_first[:, 0] = True  # Each window starts from a fresh state.
+        return {
+            "observation": tf.constant(observation),
+            "previous_action": tf.constant(previous),
+            "is_first": tf.constant(is_first),
+            "reward": tf.constant(batch["reward"], tf.float32),
+            "cost": tf.constant(batch["cost"], tf.float32),
+            "terminated": tf.constant(batch["terminated"], tf.float32),
+        }
+
+    def train_batch(self, batch: dict) -> dict:
+        """One model update and one behaviour update on ``batch`` (see ``_batch_tensors``)."""
+        seeds = tf.cast(self.random.make_seeds(2), tf.int32)  # TFP wants int32 seeds.
+        model_metrics, posterior = self._model_step(batch, seeds[:, 0])
+        behavior_metrics = self._behavior_step(posterior, seeds[:, 1])
+        if int(self.behavior_updates.numpy()) % self.config.target_update_every == 0:
+            self._copy_target()
+        return {**model_metrics, **behavior_metrics}
+
+    def _model_step_impl(self, batch, seed):
+        self.trace_counts["model"] += 1
+        config = self.config
+        variables = self._model_variables()
+        with tf.GradientTape() as tape:
+            observation = self._preprocess(batch["observation"])
+            embeddings = self.encoder(observation)
+            posterior, prior = self.rssm.observe(embeddings, batch["previous_action"],
+                                                 batch["is_first"], seed)  # fmt: skip
+            features = posterior.features()
+            reconstruction = tf.cast(self.decoder(features), tf.float32)
+            event_dims = len(self.observation_space.shape) if self.pixels else 1
+            target = observation if self.pixels else tf.reshape(
+                observation, tf.shape(reconstruction))  # fmt: skip
+            observation_ll = tfd.Independent(tfd.Normal(reconstruction, 1.0), event_dims).log_prob(
+                target
+            )
+            next_features = features[:, 1:]
+            reward_ll = tfd.Normal(self._scalar(self.reward_head, next_features), 1.0).log_prob(
+                batch["reward"]
+            )
+            terminal_ll = tfd.Bernoulli(
+                logits=self._scalar(self.terminal_head, next_features)
+            ).log_prob(batch["terminated"])
+            kl_loss, kl = balanced_kl(posterior, prior, config.kl_balance, config.free_nats)
+            loss = (kl_loss - tf.reduce_mean(observation_ll) - tf.reduce_mean(reward_ll)
+                    - tf.reduce_mean(terminal_ll))  # fmt: skip
+            metrics = {}
+            if config.safety:
+                unsafe = tf.cast(batch["cost"] >= 1.0, tf.float32)
+                cost_ll = tfd.Bernoulli(
+                    logits=self._scalar(self.cost_head, next_features)
+                ).log_prob(unsafe)
+                weights = 1.0 + (config.unsafe_weight - 1.0) * unsafe
+                cost_loss = -tf.reduce_mean(weights * cost_ll)
+                loss += cost_loss
+                metrics["model/cost_loss"] = cost_loss
+        gradients = tape.gradient(loss, variables)
+        self.model_optimizer.apply_gradients(zip(gradients, variables))
+        self.model_updates.assign_add(1)
+        self.swag.collect(self.model_updates)
+        metrics.update({
+            "model/loss": loss,
+            "model/kl": kl,
+            "model/observation_loss": -tf.reduce_mean(observation_ll),
+            "model/reward_loss": -tf.reduce_mean(reward_ll),
+            "model/terminal_loss": -tf.reduce_mean(terminal_ll),
+            "model/learning_rate": cyclic_learning_rate(
+                self.model_optimizer.iterations, *config.model_learning_rate,
+                config.learning_rate_step_size,
+            ),
+            "model/gradient_norm": tf.linalg.global_norm(gradients),
+            "swag/snapshots": tf.cast(self.swag.snapshots, tf.float32),
+        })  # fmt: skip
+        start = tf.nest.map_structure(
+            lambda x: tf.stop_gradient(tf.reshape(x, [-1, x.shape[-1]])), posterior
+        )
+        return metrics, start
+
+    # --- Choosing posterior samples ------------------------------------------
+
+    def optimistic_index(self, values):
+        """values [S, N]: each start state's value under each sample -> chosen sample [N]."""
+        return tf.argmax(values, axis=0, output_type=tf.int32)
+
+    def pessimistic_index(self, cost_values):
+        """cost_values [S, N] -> the sample with the highest cost value [N]."""
+        return tf.argmax(cost_values, axis=0, output_type=tf.int32)
+
+    # --- Behaviour ------------------------------------------------------------
+
+    def _imagine_sample(self, start, weights, seed):
+        """One posterior sample's imagined trajectories and their per-step quantities
+        ([N, H] rewards, costs, continues; [N, H + 1] features)."""
+        modules = self._posterior_modules()
+        sizes = [len(module.trainable_variables) for module in modules]
+        parts, offset = [], 0
+        for size in sizes:
+            parts.append(weights[offset : offset + size])
+            offset += size
+        prior_weights, reward_weights, cost_weights, terminal_weights = parts
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+
+        def policy(features, policy_seed):
+            return self.action_distribution(features)[0].sample(seed=policy_seed)
+
+        states, _ = imagine(self.rssm, start, policy, self.config.horizon, seeds[0],
+                            weights=prior_weights)  # fmt: skip
+        features = states.features()  # [H + 1, N, F]
+        following = features[1:]
+        reward = self._scalar(self.reward_head, following, reward_weights,
+                              self.reward_head.non_trainable_variables)  # fmt: skip
+        cost = tf.sigmoid(self._scalar(self.cost_head, following, cost_weights,
+                                       self.cost_head.non_trainable_variables))  # fmt: skip
+        terminal = tf.sigmoid(self._scalar(self.terminal_head, following, terminal_weights,
+                                           self.terminal_head.non_trainable_variables))  # fmt: skip
+        to_batch = lambda x: tf.transpose(x, [1, 0])  # noqa: E731  [H, N] -> [N, H]
+        return {
+            "features": tf.transpose(features, [1, 0, 2]),
+            "reward": to_batch(reward),
+            "cost": to_batch(cost),
+            "continue": to_batch(1.0 - terminal),
+        }
+
+    def _behavior_step_impl(self, start: RSSMState, seed):
+        self.trace_counts["behavior"] += 1
+        config = self.config
+        samples = config.posterior_samples
+        seeds = tf.random.experimental.stateless_split(seed, samples + 1)
+        sampled = self.swag.sample_weights(samples, seeds[0])
+        actor_variables = self.actor.trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            rollouts = [self._imagine_sample(start, [w[i] for w in sampled], seeds[i + 1])
+                        for i in range(samples)]  # fmt: skip
+            stacked = {k: tf.stack([r[k] for r in rollouts]) for k in rollouts[0]}  # [S, N, ...]
+            values = self._scalar(self.target_critic, stacked["features"])  # [S, N, H + 1]
+            returns = lambda_returns(stacked["reward"], values[..., 1:], stacked["continue"],
+                                     config.discount, config.lambda_)  # fmt: skip
+            chosen = self.optimistic_index(tf.stop_gradient(returns[..., 0]))  # [N]
+            pick = lambda x: tf.gather(  # noqa: E731  [S, N, ...] -> [N, ...]
+                tf.transpose(x, [1, 0, *range(2, len(x.shape))]), chosen[:, None], axis=1,
+                batch_dims=1)[:, 0]  # fmt: skip
+            optimistic_returns = pick(returns)  # [N, H]
+            continues = pick(stacked["continue"])
+            weights = tf.stop_gradient(tf.math.cumprod(
+                tf.concat([tf.ones_like(continues[:, :1]), config.discount * continues[:, :-1]],
+                          1), axis=1))  # fmt: skip
+            actor_loss = -tf.reduce_mean(weights * optimistic_returns)
+            metrics = {}
+            if config.safety:
+                cost_values = self._scalar(self.safety_critic, stacked["features"])
+                cost_returns = lambda_returns(stacked["cost"], cost_values[..., 1:],
+                                              stacked["continue"], config.safety_discount,
+                                              config.safety_lambda)  # fmt: skip
+                pessimistic = self.pessimistic_index(tf.stop_gradient(cost_returns[..., 0]))
+                pick_cost = lambda x: tf.gather(  # noqa: E731
+                    tf.transpose(x, [1, 0, *range(2, len(x.shape))]), pessimistic[:, None],
+                    axis=1, batch_dims=1)[:, 0]  # fmt: skip
+                pessimistic_returns = pick_cost(cost_returns)
+                constraint = tf.reduce_mean(pessimistic_returns[:, 0]) - self.discounted_cost_limit
+                penalty = self.lagrangian(constraint)
+                actor_loss += penalty
+                cost_features = tf.stop_gradient(pick_cost(stacked["features"])[:, :-1])
+                cost_targets = tf.stop_gradient(pessimistic_returns)
+                safety_prediction = self._scalar(self.safety_critic, cost_features)
+                safety_critic_loss = -tf.reduce_mean(
+                    tf.stop_gradient(weights) * tfd.Normal(safety_prediction, 1.0).log_prob(
+                        cost_targets)
+                )  # fmt: skip
+                metrics.update({
+                    "behavior/safety_critic_loss": safety_critic_loss,
+                    "behavior/constraint": constraint,
+                    "behavior/penalty_psi": penalty,
+                    "behavior/cost_value": tf.reduce_mean(pessimistic_returns[:, 0]),
+                    "behavior/cost_value_spread": tf.reduce_mean(
+                        tf.math.reduce_std(cost_returns[..., 0], axis=0)),
+                })  # fmt: skip
+            critic_features = tf.stop_gradient(pick(stacked["features"])[:, :-1])
+            prediction = self._scalar(self.critic, critic_features)
+            critic_loss = -tf.reduce_mean(
+                weights * tfd.Normal(prediction, 1.0).log_prob(tf.stop_gradient(optimistic_returns))
+            )
+        self._apply(tape, actor_loss, actor_variables, self.actor_optimizer)
+        self._apply(tape, critic_loss, self.critic.trainable_variables, self.critic_optimizer)
+        if config.safety:
+            self._apply(tape, safety_critic_loss, self.safety_critic.trainable_variables,
+                        self.safety_critic_optimizer)  # fmt: skip
+            self.lagrangian.update(constraint)
+        del tape
+        self.behavior_updates.assign_add(1)
+        metrics.update({
+            "behavior/actor_loss": actor_loss,
+            "behavior/critic_loss": critic_loss,
+            "behavior/value": tf.reduce_mean(optimistic_returns[:, 0]),
+            "behavior/value_spread": tf.reduce_mean(tf.math.reduce_std(returns[..., 0], axis=0)),
+            "behavior/imagined_reward": tf.reduce_mean(stacked["reward"]),
+            "behavior/imagined_cost": tf.reduce_mean(stacked["cost"]),
+            "lagrangian/multiplier": tf.identity(self.lagrangian.multiplier),
+            "lagrangian/penalty": tf.identity(self.lagrangian.penalty),
+        })  # fmt: skip
+        return metrics
+
+    @staticmethod
+    def _apply(tape, loss, variables, optimizer) -> None:
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
