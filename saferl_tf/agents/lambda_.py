@@ -301,8 +301,10 @@ class LambdaAgent(Agent):
             is_first = np.ones(batch, bool)
         state, previous = carried
         seed = tf.cast(self.random.make_seeds(1)[:, 0], tf.int32)  # TFP wants int32 seeds.
-        state, action = self._policy_step(state, previous, tf.constant(observation),
-                                          tf.constant(is_first), tf.constant(explore), seed)  # fmt: skip
+        state, action = self._policy_step(
+            state, previous, tf.constant(observation), tf.constant(is_first),
+            tf.constant(explore), seed,
+        )  # fmt: skip
         self._acting_state[explore] = (state, action)
         return self._to_space(action.numpy())
 

@@ -259,9 +259,10 @@ class EpisodeReplay:
         """Sequences of ``length`` consecutive steps from within one chunk each.
 
         Returns observation, action, reward, cost, terminated, is_first and
-        next_observation (o_{t+1}), each [batch_size, length, ...]. Chunks shorter than ``length`` are not
-        sampled; a chunk is chosen with probability proportional to the number
-        of windows it holds, so every window is equally likely.
+        next_observation (o_{t+1}), each [batch_size, length, ...]. Chunks
+        shorter than ``length`` are not sampled; a chunk is chosen with
+        probability proportional to the number of windows it holds, so every
+        window is equally likely.
         """
         chunks = [chunk for chunk in self._chunks if len(chunk) >= length]
         if not chunks:
