@@ -41,3 +41,19 @@ def test_ars_update_follows_the_formula():
         ars.tell(ars.ask(), value)
     # The top direction by max(r+, r-) is direction 0; std of its rewards [1, 0] is 0.5.
     np.testing.assert_allclose(ars.theta, 0.5 / (1 * 0.5) * (1.0 - 0.0) * deltas[0])
+
+
+def test_bo_falls_back_to_a_uniform_point_when_the_gp_fails():
+    import tensorflow as tf
+
+    searcher = BOSearcher((np.full(2, -1.0), np.full(2, 3.0)), initial=2, seed=0)
+    for _ in range(2):
+        point = searcher.ask()
+        searcher.tell(point, -float(point @ point))
+
+    def failing(*args):
+        raise tf.errors.InvalidArgumentError(None, None, "Cholesky factor is non-finite")
+
+    searcher._proposer.propose = failing
+    point = searcher.ask()
+    assert searcher.fallbacks == 1 and np.all((point >= -1) & (point <= 3))

@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+import tensorflow as tf
 
 from saferl_tf.search.interface import Searcher
 
@@ -100,6 +103,8 @@ class BOSearcher(Searcher):
         # The penalty proposer minimizes the ``penalty`` of its outcomes: here -value.
         self._proposer = TriestePenalty(dimension, seed)
         self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.fallbacks = 0  # Proposals that failed and became uniform random points.
         self._points: list[np.ndarray] = []
         self._values: list[float] = []
 
@@ -124,9 +129,18 @@ class BOSearcher(Searcher):
             unit = self._design[count]
         else:
             outcomes = [Outcome(v, 0.0, 0.0, v, 0.0, 0.0, -v) for v in self._values]
-            unit = self._proposer.propose(
-                np.asarray(self._points), outcomes, np.zeros((0, len(self.low)))
-            )
+            try:
+                unit = self._proposer.propose(
+                    np.asarray(self._points), outcomes, np.zeros((0, len(self.low)))
+                )
+            except (tf.errors.InvalidArgumentError, ValueError, np.linalg.LinAlgError) as error:
+                # Points piled up near the optimum can make the GP's Cholesky
+                # fail; a uniform point keeps the search going (and the data
+                # better conditioned) rather than ending the run.
+                self.fallbacks += 1
+                print(f"warning: BO proposal failed ({type(error).__name__}); "
+                      "evaluating a uniform random point instead", file=sys.stderr, flush=True)  # fmt: skip
+                unit = self._rng.random(len(self.low))
         return self.low + unit * (self.high - self.low)
 
     def tell(self, parameters, value) -> None:
