@@ -138,8 +138,8 @@ class BOSearcher(Searcher):
                 # fail; a uniform point keeps the search going (and the data
                 # better conditioned) rather than ending the run.
                 self.fallbacks += 1
-                print(f"warning: BO proposal failed ({type(error).__name__}); "
-                      "evaluating a uniform random point instead", file=sys.stderr, flush=True)  # fmt: skip
+                message = f"warning: BO proposal failed ({type(error).__name__}); "
+                print(message + "evaluating a uniform random point instead", file=sys.stderr)
                 unit = self._rng.random(len(self.low))
         return self.low + unit * (self.high - self.low)
 
