@@ -14,7 +14,7 @@ from absl import app, flags
 from saferl_tf import cli
 
 flags.DEFINE_string("env", "sgym_Safexp-PointGoal2-v0", "Environment id (sgym_/gym_/saferl_).")
-flags.DEFINE_string("agent", "random", "Registered agent name.")
+flags.DEFINE_string("agent", "lambda", "Registered agent name (default: LAMBDA).")
 flags.DEFINE_string(
     "config", "", "Comma-separated presets of configs/<agent>.yaml or config files."
 )

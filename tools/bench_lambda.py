@@ -2,9 +2,10 @@
 
 For each observation kind builds the agent at the given config (the paper's
 defaults unless ``--config``) for a real safety-gymnasium task, fills its replay
-with random steps of the task's shapes, and times, interleaved, ``--repeats``
+with random steps of the task's shapes, and times ``--repeats``
 model updates and actor-critic updates with ``jit=True`` and ``jit=False``
-(after one untimed call that traces and compiles). Reports medians, the ratio
+(after one untimed call that traces and compiles; one agent at a time, so
+the two modes run one after the other, not interleaved). Reports medians, the ratio
 graph/XLA, the first-call (trace + compile) time, the environment's own speed
 with random actions, and the loop throughput these imply at the schedule's
 update ratio (``train_steps`` updates every ``train_every`` environment steps).
@@ -15,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import time
@@ -112,9 +114,13 @@ def main(argv):
         spaces_ = (env.observation_space, env.action_space)
         env.close()
         speed = env_speed(observation)
-        agents = {jit: build(observation, jit, spaces_) for jit in (True, False)}
-        config = agents[True].config
-        results = {jit: time_updates(agent, FLAGS.repeats) for jit, agent in agents.items()}
+        results = {}
+        for jit in (True, False):  # One agent at a time: a full-size one takes ~10 GB on CPU.
+            agent = build(observation, jit, spaces_)
+            config = agent.config
+            results[jit] = time_updates(agent, FLAGS.repeats)
+            del agent
+            gc.collect()
         for jit in (True, False):
             model = statistics.median(results[jit]["model"])
             behavior = statistics.median(results[jit]["behavior"])

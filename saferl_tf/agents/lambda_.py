@@ -108,7 +108,7 @@ class LambdaAgent(Agent):
         actor_clip_norm: float = 5.0
         critic_clip_norm: float = 1.0
         safety_critic_clip_norm: float = 50.0
-        target_update_every: int = 1000  # Behaviour updates between target-critic copies.
+        target_update_every: int = 1000  # Behaviour updates between target copies (both critics).
         # Augmented Lagrangian.
         initial_multiplier: float = 1e-6
         initial_penalty: float = 5e-9
@@ -198,13 +198,16 @@ class LambdaAgent(Agent):
         self.critic = mlp([units] * config.critic_layers, 1, name="critic")
         self.target_critic = mlp([units] * config.critic_layers, 1, name="target_critic")
         self.safety_critic = mlp([units] * config.critic_layers, 1, name="safety_critic")
+        self.target_safety_critic = mlp([units] * config.critic_layers, 1,
+                                        name="target_safety_critic")  # fmt: skip
         # Keras builds lazily: build every weight now, so checkpoints restore into them.
         features = tf.zeros([1, self.rssm.feature_size])
         self.rssm.build_all(embedding_size, self.action_size)
         self.encoder(self._preprocess(tf.zeros([1, *self.observation_space.shape])))
         self.decoder(features)
         for network in (self.reward_head, self.cost_head, self.terminal_head, self.actor,
-                        self.critic, self.target_critic, self.safety_critic):  # fmt: skip
+                        self.critic, self.target_critic, self.safety_critic,
+                        self.target_safety_critic):  # fmt: skip
             network(features)
         self._copy_target()
 
@@ -252,8 +255,10 @@ class LambdaAgent(Agent):
         return tf.cast(tf.reshape(observation, [*leading, -1]), tf.float32)
 
     def _copy_target(self) -> None:
-        for target, source in zip(self.target_critic.variables, self.critic.variables):
-            target.assign(source)
+        pairs = ((self.target_critic, self.critic), (self.target_safety_critic, self.safety_critic))
+        for target_network, network in pairs:
+            for target, source in zip(target_network.variables, network.variables):
+                target.assign(source)
 
     # --- Distributions -------------------------------------------------------
 
@@ -507,10 +512,17 @@ class LambdaAgent(Agent):
             actor_loss = -tf.reduce_mean(weights * optimistic_returns)
             metrics = {}
             if config.safety:
-                cost_values = self._scalar(self.safety_critic, stacked["features"])
+                # A target network for the bootstrap, and targets clipped to what a
+                # per-step cost in [0, 1] can add up to: choosing the most pessimistic
+                # sample bootstraps a maximum, which without both drifted upwards
+                # without bound (cost values of 400 where at most 200 is possible).
+                cost_values = self._scalar(self.target_safety_critic, stacked["features"])
                 cost_returns = lambda_returns(stacked["cost"], cost_values[..., 1:],
                                               stacked["continue"], config.safety_discount,
                                               config.safety_lambda)  # fmt: skip
+                cost_returns = tf.clip_by_value(
+                    cost_returns, 0.0, 1.0 / (1.0 - config.safety_discount)
+                )
                 pessimistic = self.pessimistic_index(tf.stop_gradient(cost_returns[..., 0]))
                 pick_cost = lambda x: tf.gather(  # noqa: E731
                     tf.transpose(x, [1, 0, *range(2, len(x.shape))]), pessimistic[:, None],

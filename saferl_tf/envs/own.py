@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES: tuple[str, ...] = ("saferl_tf.envs.lqr",)
+_MODULES: tuple[str, ...] = ("saferl_tf.envs.lqr", "saferl_tf.envs.point_hazard")
 
 for _module in _MODULES:
     importlib.import_module(_module)

@@ -42,7 +42,7 @@ class RunSettings:
     """Everything a training run is made from. ``None`` means: from the agent config."""
 
     env: str
-    agent: str = "random"
+    agent: str = "lambda"
     config: str = ""
     overrides: dict[str, str] = dataclasses.field(default_factory=dict)
     log_dir: str | None = None
