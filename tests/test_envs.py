@@ -213,22 +213,24 @@ def test_lqr_dynamics_reward_and_length():
     assert steps == 300 and truncated
 
 
-def test_point_hazard_rewards_progress_and_costs_inside_the_hazard():
+def test_point_hazard_rewards_closeness_and_costs_inside_the_hazard():
     from saferl_tf.envs import make
 
     env = make("saferl_PointHazard-v0", seed=0)
-    observation, _ = env.reset(seed=0)
-    assert observation.shape == (8,)
-    start_distance = np.linalg.norm(observation[4:6])  # Goal relative to the point.
-    total_return, total_cost, steps, terminated = 0.0, 0.0, 0, False
-    while not terminated and steps < 100:  # Straight through the hazard to the goal.
-        observation, reward, cost, terminated, truncated, _ = env.step(np.array([1.0, 0.0]))
-        total_return, total_cost, steps = total_return + reward, total_cost + cost, steps + 1
-    assert terminated and steps < 30 and np.linalg.norm(observation[4:6]) < 0.15
-    # Progress telescopes to the distance covered; reaching the goal adds 1.
-    covered = start_distance - np.linalg.norm(observation[4:6])
-    assert total_return == pytest.approx(covered + 1.0, rel=1e-5)
-    assert total_cost >= 3  # Several steps inside the disc of radius 0.4.
-    env.reset(seed=0)
-    _, _, cost, _, _, _ = env.step(np.array([0.0, 0.0]))
-    assert cost == 0.0
+
+    def episode(policy):
+        observation, _ = env.reset(seed=0)
+        total_return, total_cost, done = 0.0, 0.0, False
+        while not done:
+            observation, reward, cost, terminated, truncated, _ = env.step(policy(observation))
+            assert reward == pytest.approx(-0.1 * np.linalg.norm(observation[4:6]), rel=1e-5)
+            total_return, total_cost, done = total_return + reward, total_cost + cost, truncated
+        return total_return, total_cost, observation
+
+    def towards_goal(observation):  # Steer at the goal, braking near it.
+        return np.clip(2.0 * observation[4:6] - 0.5 * observation[2:4], -1, 1)
+
+    straight_return, straight_cost, last = episode(towards_goal)
+    assert straight_cost >= 2 and np.linalg.norm(last[4:6]) < 0.1
+    still_return, still_cost, _ = episode(lambda observation: np.zeros(2))
+    assert still_cost == 0 and still_return < straight_return - 5

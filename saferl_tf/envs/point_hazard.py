@@ -4,11 +4,11 @@ A point mass on the plane (observation: position, velocity, and the goal and
 hazard relative to it; 8 numbers) is pushed by a force in [-1, 1]^2 (damped,
 dt 0.1, speed at most 2). It starts near (-1, 0); the goal is at (1, 0) and a
 hazard disc of radius 0.4 sits at (0, 0), right on the straight path. Reward
-per step: the decrease of the distance to the goal (plus 1 on reaching it,
-which ends the episode). Cost: 1 for each step inside the hazard. Episodes
-last 100 steps. Going straight costs about 8 per episode; going around costs
-nothing and takes a little longer, so a cost limit below 8 makes the agent
-trade return for safety. Renders a 64x64 top view for pixel agents.
+per step: -0.1 times the distance to the goal, so the best policy gets there
+fast and stays. Cost: 1 for each step inside the hazard. Episodes last 100
+steps. Driving straight through costs about 4 per episode; going around costs
+nothing and a little return, so a small cost limit makes the agent trade
+return for safety. Renders a 64x64 top view for pixel agents.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from saferl_tf.envs.registry import register_env
 GOAL = np.array([1.0, 0.0])
 HAZARD = np.array([0.0, 0.0])
 HAZARD_RADIUS = 0.4
-GOAL_RADIUS = 0.15
-DT, DAMPING, MAX_SPEED = 0.1, 0.3, 2.0
+DT, DAMPING, MAX_SPEED = 0.1, 1.0, 2.0
 
 
 class PointHazardEnv(gymnasium.Env):
@@ -49,17 +48,14 @@ class PointHazardEnv(gymnasium.Env):
 
     def step(self, action):
         force = np.clip(np.asarray(action, np.float64).reshape(2), -1.0, 1.0)
-        before = np.linalg.norm(GOAL - self.position)
         self.velocity = (1 - DAMPING * DT) * self.velocity + DT * 2.0 * force
         speed = np.linalg.norm(self.velocity)
         if speed > MAX_SPEED:
             self.velocity *= MAX_SPEED / speed
         self.position = self.position + DT * self.velocity
-        after = np.linalg.norm(GOAL - self.position)
-        reached = after < GOAL_RADIUS
-        reward = float(before - after) + (1.0 if reached else 0.0)
+        reward = -0.1 * float(np.linalg.norm(GOAL - self.position))
         cost = float(np.linalg.norm(self.position - HAZARD) < HAZARD_RADIUS)
-        return self._observation(), reward, bool(reached), False, {"cost": cost}
+        return self._observation(), reward, False, False, {"cost": cost}
 
     def render(self):
         size = 64
@@ -71,7 +67,7 @@ class PointHazardEnv(gymnasium.Env):
             return np.linalg.norm(world - centre, axis=-1) < radius
 
         image[disc(HAZARD, HAZARD_RADIUS)] = (230, 60, 60)
-        image[disc(GOAL, GOAL_RADIUS)] = (60, 180, 60)
+        image[disc(GOAL, 0.15)] = (60, 180, 60)
         image[disc(self.position, 0.08)] = (40, 40, 200)
         return image
 
