@@ -146,3 +146,15 @@ def test_launcher_smoke_run_and_resume(python, subprocess_env, tmp_path, observa
         assert result.returncode == 0, result.stderr[-3000:]
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["env_steps"] == 250
+
+
+def test_mixed_precision_updates_are_finite_and_the_policy_is_left_as_it_was():
+    import keras
+
+    agent = filled_agent(jit=False, mixed_precision=True)
+    assert agent.actor.hidden[0].compute_dtype == "bfloat16"
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    metrics = agent.train_batch(agent._sample_batch())
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    action = agent.act(np.zeros((1, 5), np.float32), explore=False, is_first=np.ones(1, bool))
+    assert action.dtype == np.float32 and np.all(np.abs(action) <= 2)

@@ -128,12 +128,18 @@ class LambdaAgent(Agent):
         if not isinstance(action_space, spaces.Box):
             raise ConfigError(f"LambdaAgent needs a Box action space, got {action_space}")
         self._check_config(config)
-        if config.mixed_precision:
-            # Keras's policy is global: layers built from here on compute in float16.
-            keras.mixed_precision.set_dtype_policy("mixed_float16")
         self.pixels = len(observation_space.shape) == 3
         self.action_size = int(np.prod(action_space.shape))
-        self._build_networks()
+        # Layers take Keras's global dtype policy when they are made: set it for
+        # this agent's networks only. bfloat16 keeps float32's range, so no loss
+        # scaling is needed; variables and the RSSM state stay float32.
+        previous_policy = keras.mixed_precision.dtype_policy()
+        if config.mixed_precision:
+            keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+        try:
+            self._build_networks()
+        finally:
+            keras.mixed_precision.set_dtype_policy(previous_policy)
         self._build_optimizers()
         self.swag = SWAG(self._posterior_variables(), config.swag_decay, config.swag_max_columns,
                          config.swag_burn_in, config.swag_period, config.swag_scale)  # fmt: skip
@@ -285,7 +291,7 @@ class LambdaAgent(Agent):
     def _policy_step_impl(self, state, previous_action, observation, is_first, explore, seed):
         self.trace_counts["policy"] += 1
         seeds = tf.random.experimental.stateless_split(seed, 2)
-        embedding = self.encoder(self._preprocess(observation))
+        embedding = tf.cast(self.encoder(self._preprocess(observation)), tf.float32)
         state = self.rssm.observe_step(state, previous_action, embedding, is_first, seeds[0])
         distribution, mean = self.action_distribution(state.features())
         sample = distribution.sample(seed=seeds[1])
@@ -388,7 +394,7 @@ class LambdaAgent(Agent):
         variables = self._model_variables()
         with tf.GradientTape() as tape:
             observation = self._preprocess(batch["observation"])
-            embeddings = self.encoder(observation)
+            embeddings = tf.cast(self.encoder(observation), tf.float32)
             posterior, prior = self.rssm.observe(embeddings, batch["previous_action"],
                                                  batch["is_first"], seed)  # fmt: skip
             features = posterior.features()

@@ -47,7 +47,9 @@ class RSSMState(NamedTuple):
 
 
 def _mean_std(raw, min_std: float):
-    mean, std = tf.split(raw, 2, axis=-1)
+    # The state stays float32 under a mixed-precision policy (layers compute in
+    # float16 and autocast their float32 inputs).
+    mean, std = tf.split(tf.cast(raw, tf.float32), 2, axis=-1)
     return mean, tf.nn.softplus(std) + min_std
 
 
@@ -64,8 +66,9 @@ class PriorStep(keras.layers.Layer):
 
     def call(self, deter, stoch, action):
         x = self.inputs_layer(tf.concat([stoch, action], -1))
-        deter, _ = self.cell(x, [deter])
+        deter, _ = self.cell(x, [tf.cast(deter, x.dtype)])
         mean, std = _mean_std(self.output_layer(self.hidden_layer(deter)), self.min_std)
+        deter = tf.cast(deter, tf.float32)
         return deter, mean, std
 
 
