@@ -2,7 +2,7 @@
 
 A point mass on the plane (observation: position, velocity, and the goal and
 hazard relative to it; 8 numbers) is pushed by a force in [-1, 1]^2 (damped,
-dt 0.1, speed at most 2). It starts near (-1, 0); the goal is at (1, 0) and a
+dt 0.1, speed at most 2) inside walls at +-2. It starts near (-1, 0); the goal is at (1, 0) and a
 hazard disc of radius 0.4 sits at (0, 0), right on the straight path. Reward
 per step: -0.1 times the distance to the goal, so the best policy gets there
 fast and stays. Cost: 1 for each step inside the hazard. Episodes last 100
@@ -23,6 +23,7 @@ GOAL = np.array([1.0, 0.0])
 HAZARD = np.array([0.0, 0.0])
 HAZARD_RADIUS = 0.4
 DT, DAMPING, MAX_SPEED = 0.1, 1.0, 2.0
+ARENA = 2.0
 
 
 class PointHazardEnv(gymnasium.Env):
@@ -53,6 +54,10 @@ class PointHazardEnv(gymnasium.Env):
         if speed > MAX_SPEED:
             self.velocity *= MAX_SPEED / speed
         self.position = self.position + DT * self.velocity
+        # Walls at +-2: the arena is bounded, as safety-gymnasium's are.
+        outside = np.abs(self.position) > ARENA
+        self.position = np.clip(self.position, -ARENA, ARENA)
+        self.velocity[outside] = 0.0
         reward = -0.1 * float(np.linalg.norm(GOAL - self.position))
         cost = float(np.linalg.norm(self.position - HAZARD) < HAZARD_RADIUS)
         return self._observation(), reward, False, False, {"cost": cost}
@@ -61,7 +66,7 @@ class PointHazardEnv(gymnasium.Env):
         size = 64
         image = np.full((size, size, 3), 255, np.uint8)
         grid = (np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1) + 0.5) / size
-        world = np.stack([grid[..., 0] * 3.0 - 1.5, 1.5 - grid[..., 1] * 3.0], -1)
+        world = np.stack([grid[..., 0] * 4.0 - 2.0, 2.0 - grid[..., 1] * 4.0], -1)
 
         def disc(centre, radius):
             return np.linalg.norm(world - centre, axis=-1) < radius
