@@ -59,6 +59,14 @@ def test_objective_specs():
     assert counting.dimension == counting.policy.size and counting.initial.any()
 
 
+def test_mujoco_policy_sizes_match_the_paper():
+    # GIBO's linear policies: Swimmer 8 x 2 = 16; Hopper 11 x 3 + 3 offsets = 36.
+    assert make_objective("gym_Swimmer-v4").dimension == 16
+    hopper = make_objective("gym_Hopper-v4", bias=True, normalize=True)
+    assert hopper.dimension == 36 and np.isfinite(hopper(hopper.initial))
+    assert hopper.state()["count"] > 0  # Observation statistics were updated.
+
+
 def test_synthetic_maximum_is_a_maximum_and_is_cached(tmp_path):
     function = cached_gp_sample_function(2, 0, tmp_path)
     top, argmax = function.max_value, function.argmax
