@@ -4,7 +4,8 @@ For each observation kind builds the agent at the given config (the paper's
 defaults unless ``--config``) for a real safety-gymnasium task, fills its replay
 with random steps of the task's shapes, and times ``--repeats``
 model updates and actor-critic updates with ``jit=True`` and ``jit=False``
-(after one untimed call that traces and compiles; one agent at a time, so
+(``xla_cpu_convolutions`` on, so that XLA mode compiles the pixel model
+update too; after one untimed call that traces and compiles; one agent at a time, so
 the two modes run one after the other, not interleaved). Reports medians, the ratio
 graph/XLA, the first-call (trace + compile) time, the environment's own speed
 with random actions, and the loop throughput these imply at the schedule's
@@ -42,7 +43,7 @@ def build(observation: str, jit: bool, spaces_, mixed: bool = False):
     from saferl_tf.config import build_config
 
     overrides = {"observation": observation, "safety": True, "jit": jit,
-                 "mixed_precision": mixed}  # fmt: skip
+                 "mixed_precision": mixed, "xla_cpu_convolutions": True}  # fmt: skip
     config = build_config(LambdaAgent.Config, preset_names(LambdaAgent), FLAGS.config, overrides)
     observation_space, action_space = spaces_
     agent = LambdaAgent(observation_space, action_space, config, seed=0)

@@ -20,8 +20,10 @@ Call sequence (the ``Agent`` contract)::
 then ``pretrain_updates`` model updates, then ``train_steps`` updates every
 ``train_every`` environment steps) and calls two compiled steps, traced once:
 ``_model_step`` (world model and SWAG) and ``_behavior_step`` (imagination,
-actor, critics, Lagrangian). Override ``optimistic_index`` and
-``pessimistic_index`` to change how posterior samples are chosen.
+actor, critics, Lagrangian). Both are XLA-compiled with ``jit``, except the
+pixel model step on a machine without a GPU (see ``xla_cpu_convolutions``).
+Override ``optimistic_index`` and ``pessimistic_index`` to change how
+posterior samples are chosen.
 
 The cost limit d is per ``episode_length``-step episode in environment steps;
 the safety critic predicts a discounted sum of per-step costs, so d becomes
@@ -120,6 +122,10 @@ class LambdaAgent(Agent):
         train_every: int = 1000
         train_steps: int = 100
         mixed_precision: bool = False
+        # XLA's CPU convolutions measured 3.5-5x slower than graph mode's oneDNN
+        # kernels (docs/BENCHMARKS.md): without a GPU the pixel model update runs
+        # in graph mode unless this is true. Everything else follows ``jit``.
+        xla_cpu_convolutions: bool = False
         replay_capacity: int = 1_000_000
 
     def __init__(self, observation_space, action_space, config=None, **kwargs):
@@ -155,7 +161,9 @@ class LambdaAgent(Agent):
             (1 - gamma**agent_steps) / (1 - gamma)
         )
         jit = config.jit
-        self._model_step = tf.function(self._model_step_impl, jit_compile=jit)
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+        self.model_jit = jit and (not self.pixels or has_gpu or config.xla_cpu_convolutions)
+        self._model_step = tf.function(self._model_step_impl, jit_compile=self.model_jit)
         self._behavior_step = tf.function(self._behavior_step_impl, jit_compile=jit)
         self._policy_step = tf.function(self._policy_step_impl, jit_compile=jit)
         self.trace_counts = {"model": 0, "behavior": 0, "policy": 0}
