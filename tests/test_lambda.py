@@ -3,6 +3,7 @@ checkpoints, and launcher smoke runs on safety-gymnasium (vector and pixels)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 
@@ -158,3 +159,13 @@ def test_mixed_precision_updates_are_finite_and_the_policy_is_left_as_it_was():
     assert all(np.isfinite(float(v)) for v in metrics.values())
     action = agent.act(np.zeros((1, 5), np.float32), explore=False, is_first=np.ones(1, bool))
     assert action.dtype == np.float32 and np.all(np.abs(action) <= 2)
+
+
+def test_the_pixel_model_update_uses_xla_only_with_a_gpu_unless_asked():
+    images = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    config = debug_config(observation="pixels")
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert LambdaAgent(images, ACTION, config).model_jit == has_gpu
+    forced = dataclasses.replace(config, xla_cpu_convolutions=True)
+    assert LambdaAgent(images, ACTION, forced).model_jit
+    assert LambdaAgent(OBSERVATION, ACTION, debug_config()).model_jit  # Vectors: always.
