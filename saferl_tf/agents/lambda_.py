@@ -482,8 +482,8 @@ class LambdaAgent(Agent):
         def policy(features, policy_seed):
             return self.action_distribution(features)[0].sample(seed=policy_seed)
 
-        states, _ = imagine(self.rssm, start, policy, self.config.horizon, seeds[0],
-                            weights=prior_weights)  # fmt: skip
+        states, _ = imagine(self.rssm, start, policy, self.config.horizon, self.action_size,
+                            seeds[0], weights=prior_weights)  # fmt: skip
         features = states.features()  # [H + 1, N, F]
         following = features[1:]
         reward = self._scalar(self.reward_head, following, reward_weights,

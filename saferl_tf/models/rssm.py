@@ -168,8 +168,9 @@ def balanced_kl(posterior: RSSMState, prior: RSSMState, balance: float = 0.8,
     return loss, tf.reduce_mean(kl)
 
 
-def imagine(rssm: RSSM, start: RSSMState, policy, horizon: int, seed, weights=None):
-    """Rolls ``policy(features) -> actions [N, A]`` through the prior for ``horizon`` steps.
+def imagine(rssm: RSSM, start: RSSMState, policy, horizon: int, action_size: int, seed,
+            weights=None):  # fmt: skip
+    """Rolls ``policy(features, seed) -> actions [N, A]`` through the prior for ``horizon`` steps.
 
     start: RSSMState of [N, .]. Returns (states: RSSMState of [H + 1, N, .] with
     the start first, actions [H, N, A]). Gradients flow through the actions and
@@ -183,7 +184,7 @@ def imagine(rssm: RSSM, start: RSSMState, policy, horizon: int, seed, weights=No
         action = policy(state.features(), step_seeds[0])
         return rssm.imagine_step(state, action, step_seeds[1], weights), action
 
-    first_action = tf.stop_gradient(policy(start.features(), seeds[0, 0])) * 0.0
-    states, actions = tf.scan(step, seeds, initializer=(start, first_action))
+    no_action = tf.zeros([tf.shape(start.deter)[0], action_size])  # Only fixes the structure.
+    states, actions = tf.scan(step, seeds, initializer=(start, no_action))
     states = tf.nest.map_structure(lambda s, x: tf.concat([s[None], x], 0), start, states)
     return states, actions

@@ -39,8 +39,8 @@ from saferl_tf.config import config_to_dict
 from saferl_tf.errors import ConfigError, NonFiniteError
 from saferl_tf.search import methods
 from saferl_tf.search.objectives import make_objective, parse_objective_spec
+from saferl_tf.training.experiment import CONFIG_FILE, check_same_run
 
-CONFIG_FILE = "config.json"
 STATE_FILE = "search_state.pkl"
 SUMMARY_FILE = "summary.json"
 
@@ -105,26 +105,6 @@ def _record(settings: SearchSettings, config) -> dict:
             "searcher_config": config_to_dict(config), "run": run}  # fmt: skip
 
 
-def _check_same_run(run_dir: Path, record: dict) -> None:
-    path = run_dir / CONFIG_FILE
-    if not path.exists():
-        return
-    try:
-        previous = json.loads(path.read_text())
-    except ValueError:
-        return
-    keys = ("method", "objective", "searcher_config")
-    differing = [key for key in keys if previous.get(key) != json.loads(json.dumps(record[key]))]
-    old_run, new_run = previous.get("run", {}), json.loads(json.dumps(record["run"]))
-    differing += [f"{k}" for k in sorted(set(old_run) | set(new_run))
-                  if k != "budget" and old_run.get(k) != new_run.get(k)]  # fmt: skip
-    if differing:
-        raise ConfigError(
-            f"{run_dir} holds a search with different settings ({', '.join(differing)}); "
-            "resume it with its own settings or choose another --log_dir"
-        )
-
-
 def run_search(settings: SearchSettings) -> dict:
     """Runs (or resumes) the search described by ``settings``; returns its summary."""
     from saferl_tf.training.logger import Logger
@@ -134,7 +114,9 @@ def run_search(settings: SearchSettings) -> dict:
     config = _check(settings)
     run_dir = run_dir_for(settings)
     record = _record(settings, config)
-    _check_same_run(run_dir, record)
+    # A larger --budget continues a search; anything else must match.
+    check_same_run(run_dir, record, ("method", "objective", "searcher_config"), "run",
+                   what="search", ignore=("budget",))  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / CONFIG_FILE, (json.dumps(record, indent=2) + "\n").encode())
     objective = make_objective(

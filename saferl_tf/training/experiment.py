@@ -108,8 +108,10 @@ def _record(settings: RunSettings, config) -> dict:
             "agent_config": config_to_dict(config)}  # fmt: skip
 
 
-def _check_same_run(run_dir: Path, record: dict) -> None:
-    """A folder that holds a run may only be resumed with the same agent, env and config."""
+def check_same_run(run_dir: Path, record: dict, keys, nested: str, what: str = "run",
+                   ignore: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Refuses to resume ``run_dir`` when its ``config.json`` differs from ``record``
+    in any of ``keys`` or any entry of the dict ``record[nested]`` (bar ``ignore``)."""
     path = run_dir / CONFIG_FILE
     if not path.exists():
         return
@@ -117,16 +119,17 @@ def _check_same_run(run_dir: Path, record: dict) -> None:
         previous = json.loads(path.read_text())
     except ValueError:
         return
-    differing = [key for key in ("agent", "env") if previous.get(key) != record[key]]
-    old_config, new_config = previous.get("agent_config", {}), record["agent_config"]
+    record = json.loads(json.dumps(record, default=str))  # Tuples as JSON has them.
+    differing = [key for key in keys if previous.get(key) != record.get(key)]
+    old, new = previous.get(nested, {}), record.get(nested, {})
     differing += [
-        f"agent_config.{k}"
-        for k in sorted(set(old_config) | set(new_config))
-        if old_config.get(k) != new_config.get(k)
+        f"{nested}.{k}"
+        for k in sorted(set(old) | set(new))
+        if k not in ignore and old.get(k) != new.get(k)
     ]
     if differing:
         raise ConfigError(
-            f"{run_dir} holds a run with different settings ({', '.join(differing)}); "
+            f"{run_dir} holds a {what} with different settings ({', '.join(differing)}); "
             "resume it with its own settings or choose another --log_dir"
         )
 
@@ -151,7 +154,8 @@ def train(settings: RunSettings) -> dict:
     """Runs (or resumes) the training run described by ``settings``; returns its summary."""
     cls, config, run_dir = resolve(settings)
     record = _record(settings, config)
-    _check_same_run(run_dir, record)
+    # The agent, the env and the agent config must match.
+    check_same_run(run_dir, record, ("agent", "env"), "agent_config")
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / CONFIG_FILE, record)
     checkpoint_dir = run_dir / "checkpoints"
