@@ -8,10 +8,12 @@ from __future__ import annotations
 from saferl_tf.envs.make import OBSERVATION_KINDS, make
 from saferl_tf.envs.registry import (
     EnvSpec,
+    TaskFunctions,
     known_ids,
     parse_env_id,
     register_env,
     safexp_to_safety_gymnasium,
+    task_functions,
 )
 from saferl_tf.envs.vector import ParallelEnvs, SerialEnvs, VectorEnv, VectorStep, make_vector
 from saferl_tf.envs.wrappers import SafeEnv
@@ -22,6 +24,7 @@ __all__ = [
     "ParallelEnvs",
     "SafeEnv",
     "SerialEnvs",
+    "TaskFunctions",
     "VectorEnv",
     "VectorStep",
     "known_ids",
@@ -30,4 +33,5 @@ __all__ = [
     "parse_env_id",
     "register_env",
     "safexp_to_safety_gymnasium",
+    "task_functions",
 ]

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES: tuple[str, ...] = ("saferl_tf.envs.lqr", "saferl_tf.envs.point_hazard")
+_MODULES: tuple[str, ...] = (
+    "saferl_tf.envs.lqr",
+    "saferl_tf.envs.point_hazard",
+    "saferl_tf.envs.pendulum",
+)
 
 for _module in _MODULES:
     importlib.import_module(_module)

@@ -42,16 +42,38 @@ class EnvSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskFunctions:
+    """An environment's reward, cost and termination as TensorFlow functions.
+
+    Planning agents that assume these are known (rather than learned) call
+    them on batches of the observations and [-1, 1] actions the agent sees::
+
+        reward(observation [..., O], action [..., A], next_observation [..., O]) -> [...]
+
+    and the same for ``cost`` and ``terminal`` (1.0 where the episode ends).
+    They describe one environment step, so they hold for ``action_repeat`` 1.
+    """
+
+    reward: Callable[[Any, Any, Any], Any]
+    cost: Callable[[Any, Any, Any], Any]
+    terminal: Callable[[Any, Any, Any], Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class _OwnEnv:
     factory: Callable[..., Any]
     max_episode_steps: int | None
+    task_functions: TaskFunctions | None = None
 
 
 _OWN_ENVS: dict[str, _OwnEnv] = {}
 
 
 def register_env(
-    name: str, factory: Callable[..., Any], max_episode_steps: int | None = None
+    name: str,
+    factory: Callable[..., Any],
+    max_episode_steps: int | None = None,
+    task_functions: TaskFunctions | None = None,
 ) -> None:
     """Registers a package environment so that ``saferl_<name>`` makes it.
 
@@ -60,12 +82,22 @@ def register_env(
       factory: called with keyword arguments (``render_mode`` among them) and
         returning a gymnasium.Env whose ``info['cost']`` holds the step cost.
       max_episode_steps: the default episode length in environment steps.
+      task_functions: the reward, cost and termination as TensorFlow
+        functions, for agents that plan with known task functions.
     """
-    _OWN_ENVS[name] = _OwnEnv(factory, max_episode_steps)
+    _OWN_ENVS[name] = _OwnEnv(factory, max_episode_steps, task_functions)
 
 
 def own_env(name: str) -> _OwnEnv:
     return _OWN_ENVS[name]
+
+
+def task_functions(env_id: str) -> TaskFunctions | None:
+    """The known reward/cost/termination functions of ``env_id``; None if it has none."""
+    spec = parse_env_id(env_id)
+    if spec.family != "saferl":
+        return None
+    return own_env(spec.name).task_functions
 
 
 def safexp_to_safety_gymnasium(name: str) -> str:

@@ -1,0 +1,119 @@
+"""An ensemble dynamics model: (observation, action) -> next observation and extras.
+
+``DynamicsEnsemble`` wraps a ``GaussianEnsemble`` whose inputs are the
+concatenated observation and action and whose targets are the change of the
+observation, followed by whichever of reward, cost and termination the model
+learns (``learn``). Predicting the change, not the next observation, is
+what PETS and MBPO do: the identity part needs no learning.
+
+Call sequence::
+
+    dynamics = DynamicsEnsemble(observation_size=3, action_size=1, learn=("reward",))
+    report = dynamics.fit(observations, actions, next_observations, rewards=r)  # NumPy
+    prediction = dynamics.step(observation [P, 3], action [P, 1], "fixed", seed)
+    prediction.next_observation  # [P, 3]; prediction.reward [P] (None if not learned)
+    mean, epistemic_std = dynamics.mean_and_epistemic_std(observation, action)  # [P, 3] each
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from saferl_tf.errors import ConfigError
+from saferl_tf.models.ensemble import FitReport, GaussianEnsemble
+
+LEARNABLE = ("reward", "cost", "terminal")
+
+
+@dataclasses.dataclass
+class StepPrediction:
+    """One model step for P particles; learned extras are None when not learned."""
+
+    next_observation: tf.Tensor  # [P, O]
+    reward: tf.Tensor | None = None  # [P]
+    cost: tf.Tensor | None = None  # [P]
+    terminal: tf.Tensor | None = None  # [P] in {0, 1}
+
+
+class DynamicsEnsemble:
+    """Learns observation changes (and optionally reward, cost, termination).
+
+    Args:
+      observation_size, action_size: flat sizes O and A.
+      learn: extras the model predicts after the observation change, any of
+        'reward', 'cost', 'terminal' (termination is regressed on {0, 1} and
+        read as terminal above 0.5).
+      **ensemble_kwargs: passed to ``GaussianEnsemble`` (members, elites,
+        hidden_units, probabilistic, ...).
+    """
+
+    def __init__(
+        self,
+        observation_size: int,
+        action_size: int,
+        learn: tuple[str, ...] = (),
+        **ensemble_kwargs,
+    ):
+        unknown = [name for name in learn if name not in LEARNABLE]
+        if unknown:
+            raise ConfigError(
+                f"cannot learn {', '.join(unknown)}; accepted: {', '.join(LEARNABLE)}"
+            )
+        self.observation_size, self.action_size = int(observation_size), int(action_size)
+        self.learned = tuple(name for name in LEARNABLE if name in learn)
+        self.ensemble = GaussianEnsemble(
+            self.observation_size + self.action_size,
+            self.observation_size + len(self.learned),
+            **ensemble_kwargs,
+        )
+
+    def inputs(self, observation, action):
+        return tf.concat([tf.cast(observation, tf.float32), tf.cast(action, tf.float32)], -1)
+
+    def _split(self, observation, outputs) -> StepPrediction:
+        size = self.observation_size
+        extras = {name: outputs[:, size + i] for i, name in enumerate(self.learned)}
+        if "terminal" in extras:
+            extras["terminal"] = tf.cast(extras["terminal"] > 0.5, tf.float32)
+        return StepPrediction(tf.cast(observation, tf.float32) + outputs[:, :size], **extras)
+
+    def step(self, observation, action, mode: str, seed, sample: bool = True) -> StepPrediction:
+        """One step of every particle: observation [P, O], action [P, A]; see
+        ``GaussianEnsemble.propagate`` for ``mode`` and ``sample``."""
+        outputs = self.ensemble.propagate(self.inputs(observation, action), mode, seed, sample)
+        return self._split(observation, outputs)
+
+    def mean_and_epistemic_std(self, observation, action):
+        """Mean next observation [P, O] over the elites and the epistemic std of
+        it (the spread of the members' means, times the calibrated scale)."""
+        moments = self.ensemble.moments(self.inputs(observation, action))
+        size = self.observation_size
+        mean = tf.cast(observation, tf.float32) + moments.mean[:, :size]
+        return mean, tf.sqrt(moments.epistemic_variance[:, :size])
+
+    def fit(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        next_observations: np.ndarray,
+        *,
+        rewards: np.ndarray | None = None,
+        costs: np.ndarray | None = None,
+        terminals: np.ndarray | None = None,
+        **fit_kwargs,
+    ) -> FitReport:
+        """Fits the ensemble to transitions (NumPy, leading axis N)."""
+        given = {"reward": rewards, "cost": costs, "terminal": terminals}
+        missing = [name for name in self.learned if given[name] is None]
+        if missing:
+            raise ValueError(f"the model learns {', '.join(missing)}; pass them to fit")
+        observations = np.asarray(observations, np.float32).reshape(len(observations), -1)
+        next_observations = np.asarray(next_observations, np.float32).reshape(len(observations), -1)
+        actions = np.asarray(actions, np.float32).reshape(len(observations), -1)
+        targets = [next_observations - observations]
+        targets += [np.asarray(given[name], np.float32).reshape(-1, 1) for name in self.learned]
+        inputs = np.concatenate([observations, actions], -1)
+        return self.ensemble.fit(inputs, np.concatenate(targets, -1), **fit_kwargs)

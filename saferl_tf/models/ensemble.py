@@ -1,0 +1,516 @@
+"""A probabilistic ensemble of MLPs, evaluated as one batched matrix product.
+
+``GaussianEnsemble`` holds E members whose weights are stacked on a leading
+member axis (kernels [E, in, out]), so all members run in one einsum, never a
+Python loop. Each member predicts a diagonal Gaussian (mean and log-variance,
+the log-variance softly bounded by learned limits, as in PETS) or, with
+``probabilistic=False``, a point (VaGraM's deterministic model). Inputs and
+targets are normalized with statistics fitted from the data; ``fit`` trains
+with weight decay on a held-out split with early stopping, keeps each member's
+best weights and ranks the members by validation error to choose elites.
+
+Call sequence::
+
+    ensemble = GaussianEnsemble(input_size=4, output_size=3, members=7, elites=5)
+    report = ensemble.fit(inputs [N, 4], targets [N, 3])     # NumPy; eager loop
+    mean, variance = ensemble.member_moments(x [N, 4])        # [K, N, 3] each
+    moments = ensemble.moments(x [N, 4])  # mean, epistemic and aleatoric [N, 3]
+    y = ensemble.propagate(x [P, 4], "random", seed)         # [P, 3], compiled-friendly
+
+Every TF method is pure and shape-stable, so agents call them inside their own
+compiled steps; ``fit``'s train step is compiled once (``jit``) at
+[E, batch_size, ...].
+
+Propagation (``propagate``) follows PETS: ``"expectation"`` averages the
+members' means; ``"random"`` (TS-1) gives each particle a random elite member
+at every call; ``"fixed"`` (TS-∞) gives particle p the elite member p mod K
+for the whole rollout. With ``sample`` the members' own (aleatoric) noise is
+added. Predictive uncertainty splits into epistemic (the variance of the
+members' means) and aleatoric (the mean of the members' variances);
+``calibrate`` fits one scale of the epistemic part on held-out data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from saferl_tf.errors import ConfigError
+
+tfd = tfp.distributions
+
+PROPAGATION_MODES = ("expectation", "random", "fixed")
+_ACTIVATIONS = {"swish": tf.nn.silu, "relu": tf.nn.relu, "elu": tf.nn.elu, "tanh": tf.tanh}
+_VALIDATION_CHUNK = 1024
+
+
+@dataclasses.dataclass
+class Moments:
+    """Predictive moments over the elite members, each [N, O]."""
+
+    mean: tf.Tensor
+    epistemic_variance: tf.Tensor
+    aleatoric_variance: tf.Tensor
+
+    @property
+    def variance(self) -> tf.Tensor:
+        return self.epistemic_variance + self.aleatoric_variance
+
+
+@dataclasses.dataclass
+class FitReport:
+    """What ``fit`` did: epochs run, final per-member losses, chosen elites."""
+
+    epochs: int
+    train_loss: float
+    validation_mse: np.ndarray  # [E], normalized units, best weights
+    elites: np.ndarray  # [K] member indices, best first
+    epistemic_scale: float
+
+    def metrics(self, prefix: str = "model/") -> dict[str, float]:
+        metrics = {
+            f"{prefix}epochs": float(self.epochs),
+            f"{prefix}train_loss": self.train_loss,
+            f"{prefix}epistemic_scale": self.epistemic_scale,
+        }
+        if self.validation_mse.size:
+            metrics[f"{prefix}validation_mse"] = float(self.validation_mse[self.elites].mean())
+        return metrics
+
+
+class GaussianEnsemble(tf.Module):
+    """E Gaussian (or deterministic) MLPs with stacked weights.
+
+    Args:
+      input_size, output_size: I and O.
+      members: E, the number of members.
+      elites: K <= E members used for prediction (default: all), chosen by
+        validation error after each ``fit``.
+      hidden_units, hidden_layers, activation: the MLP of every member.
+      probabilistic: predict a log-variance head (a Gaussian); False gives
+        deterministic members trained by squared error.
+      weight_decay: coefficient of the L2 penalty (1/2 Σ W²) on the kernels.
+      learning_rate: Adam's.
+      bound_weight: weight of the penalty that pulls the learned log-variance
+        limits together (PETS's 0.01).
+      batch_size, holdout_ratio, max_holdout, max_epochs, patience,
+        improvement: ``fit``'s defaults (early stopping ends training when no
+        member has improved its validation error by the relative
+        ``improvement`` for ``patience`` epochs).
+      calibrate: fit the epistemic scale on the held-out split after ``fit``.
+      jit: compile the train step with XLA.
+      seed: initialization and data shuffling.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        members: int = 5,
+        elites: int | None = None,
+        hidden_units: int = 200,
+        hidden_layers: int = 4,
+        activation: str = "swish",
+        probabilistic: bool = True,
+        weight_decay: float = 5e-5,
+        learning_rate: float = 1e-3,
+        bound_weight: float = 0.01,
+        batch_size: int = 256,
+        holdout_ratio: float = 0.2,
+        max_holdout: int = 5000,
+        max_epochs: int = 100,
+        patience: int = 5,
+        improvement: float = 0.01,
+        calibrate: bool = False,
+        jit: bool = True,
+        seed: int = 0,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        elites = members if elites is None else elites
+        if members < 1 or not 1 <= elites <= members:
+            raise ConfigError(
+                f"ensemble needs members >= 1 and 1 <= elites <= members, got {members}, {elites}"
+            )
+        if activation not in _ACTIVATIONS:
+            raise ConfigError(
+                f"unknown activation {activation!r}; accepted: {', '.join(_ACTIVATIONS)}"
+            )
+        if hidden_layers < 1 or hidden_units < 1:
+            raise ConfigError("ensemble needs hidden_layers >= 1 and hidden_units >= 1")
+        if not 0.0 <= holdout_ratio < 1.0:
+            raise ConfigError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
+        self.input_size, self.output_size = int(input_size), int(output_size)
+        self.members, self.num_elites = int(members), int(elites)
+        self.probabilistic = probabilistic
+        self.activation = _ACTIVATIONS[activation]
+        self.weight_decay, self.bound_weight = weight_decay, bound_weight
+        self.batch_size, self.holdout_ratio, self.max_holdout = (
+            batch_size,
+            holdout_ratio,
+            max_holdout,
+        )
+        self.max_epochs, self.patience, self.improvement = max_epochs, patience, improvement
+        self.calibrate_after_fit = calibrate
+        self.rng = np.random.default_rng(seed)
+        initializer = tf.random.Generator.from_seed(seed)
+        sizes = [self.input_size] + [hidden_units] * hidden_layers
+        heads = 2 * self.output_size if probabilistic else self.output_size
+        self.kernels, self.biases = [], []
+        for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:] + [heads])):
+            # MBPO's initialization: truncated normal with std 1 / (2 sqrt(fan_in)).
+            kernel = initializer.truncated_normal([members, fan_in, fan_out])
+            kernel = kernel / (2.0 * math.sqrt(fan_in))
+            self.kernels.append(tf.Variable(kernel, name=f"kernel_{index}"))
+            self.biases.append(tf.Variable(tf.zeros([members, 1, fan_out]), name=f"bias_{index}"))
+        # Learned soft limits of the log-variance (normalized units).
+        self.max_log_variance = tf.Variable(tf.fill([self.output_size], 0.5), name="max_logvar")
+        self.min_log_variance = tf.Variable(tf.fill([self.output_size], -10.0), name="min_logvar")
+        # Fitted normalization; elites; epistemic calibration.
+        self.input_mean = tf.Variable(tf.zeros([self.input_size]), trainable=False)
+        self.input_std = tf.Variable(tf.ones([self.input_size]), trainable=False)
+        self.target_mean = tf.Variable(tf.zeros([self.output_size]), trainable=False)
+        self.target_std = tf.Variable(tf.ones([self.output_size]), trainable=False)
+        self.elite_indices = tf.Variable(tf.range(self.num_elites), trainable=False)
+        self.epistemic_scale = tf.Variable(1.0, trainable=False)
+        self.fitted = tf.Variable(False, trainable=False)
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer.build(self.trainable_parameters)
+        # Each member's best weights so far (early stopping restores them).
+        self._best = [tf.Variable(v, trainable=False) for v in self._member_parameters]
+        self._train_step = tf.function(self._train_step_impl, jit_compile=jit)
+        self._validation_step = tf.function(self._validation_error, jit_compile=jit)
+
+    # ----------------------------------------------------------------- parameters
+
+    @property
+    def _member_parameters(self) -> list[tf.Variable]:
+        return [*self.kernels, *self.biases]
+
+    @property
+    def trainable_parameters(self) -> list[tf.Variable]:
+        bounds = [self.max_log_variance, self.min_log_variance] if self.probabilistic else []
+        return [*self._member_parameters, *bounds]
+
+    # -------------------------------------------------------------------- forward
+
+    def _forward(self, normalized_inputs: tf.Tensor, members: tf.Tensor | None = None):
+        """Normalized inputs [M, N, I] of the given members [M] -> mean, log-variance [M, N, O]."""
+        hidden = normalized_inputs
+        last = len(self.kernels) - 1
+        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            if members is not None:
+                kernel, bias = tf.gather(kernel, members), tf.gather(bias, members)
+            hidden = tf.einsum("mni,mio->mno", hidden, kernel) + bias
+            if index < last:
+                hidden = self.activation(hidden)
+        if not self.probabilistic:
+            return hidden, None
+        mean, log_variance = tf.split(hidden, 2, axis=-1)
+        # Soft bounds keep the variance finite off the data (PETS, appendix A.1).
+        log_variance = self.max_log_variance - tf.nn.softplus(self.max_log_variance - log_variance)
+        log_variance = self.min_log_variance + tf.nn.softplus(log_variance - self.min_log_variance)
+        return mean, log_variance
+
+    def _normalize_inputs(self, inputs: tf.Tensor) -> tf.Tensor:
+        return (tf.cast(inputs, tf.float32) - self.input_mean) / self.input_std
+
+    def _broadcast(self, inputs: tf.Tensor, count: int) -> tf.Tensor:
+        """[N, I] -> [count, N, I]; [count, N, I] passes through."""
+        inputs = self._normalize_inputs(inputs)
+        if inputs.shape.rank == 2:
+            return tf.broadcast_to(inputs[None], [count, *tf.unstack(tf.shape(inputs))])
+        return inputs
+
+    def member_moments(self, inputs: tf.Tensor, members: tf.Tensor | None = None):
+        """Each member's predictive mean and variance in target units.
+
+        Args:
+          inputs: [N, I] (every member sees the same) or [M, N, I] (one batch per member).
+          members: [M] member indices; default the elites.
+
+        Returns:
+          mean [M, N, O] and variance [M, N, O] (zeros for deterministic members).
+        """
+        members = self.elite_indices if members is None else members
+        count = members.shape[0]
+        mean, log_variance = self._forward(self._broadcast(inputs, count), members)
+        mean = mean * self.target_std + self.target_mean
+        if log_variance is None:
+            return mean, tf.zeros_like(mean)
+        return mean, tf.exp(log_variance) * tf.square(self.target_std)
+
+    def member_distribution(self, inputs: tf.Tensor, members: tf.Tensor | None = None):
+        """Each member's prediction as a distribution: batch [M, N], event [O]."""
+        mean, variance = self.member_moments(inputs, members)
+        if not self.probabilistic:
+            return tfd.Independent(tfd.Deterministic(mean), 1)
+        return tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), 1)
+
+    def distribution(self, inputs: tf.Tensor):
+        """The predictive mixture of the elite members: batch [N], event [O].
+
+        Deterministic members give an equally weighted mixture of points.
+        """
+        # The member axis goes last for MixtureSameFamily: batch [N, K].
+        mean, variance = self.member_moments(inputs)
+        mean, variance = tf.transpose(mean, [1, 0, 2]), tf.transpose(variance, [1, 0, 2])
+        if self.probabilistic:
+            component = tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), 1)
+        else:
+            component = tfd.Independent(tfd.Deterministic(mean), 1)
+        weights = tfd.Categorical(logits=tf.zeros(tf.shape(mean)[:2]))
+        return tfd.MixtureSameFamily(weights, component)
+
+    def moments(self, inputs: tf.Tensor) -> Moments:
+        """Mean [N, O], epistemic variance (of the elites' means, times the
+        calibrated scale squared) and aleatoric variance (their mean variance)."""
+        mean, variance = self.member_moments(inputs)
+        ensemble_mean = tf.reduce_mean(mean, axis=0)
+        epistemic = tf.reduce_mean(tf.square(mean - ensemble_mean), axis=0)
+        return Moments(
+            ensemble_mean,
+            tf.square(self.epistemic_scale) * epistemic,
+            tf.reduce_mean(variance, axis=0),
+        )
+
+    def propagate(
+        self, inputs: tf.Tensor, mode: str, seed: tf.Tensor, sample: bool = True
+    ) -> tf.Tensor:
+        """One prediction per particle: inputs [P, I] -> outputs [P, O].
+
+        Args:
+          mode: 'expectation' (mean of the elites' means, no noise),
+            'random' (a random elite per particle and call) or 'fixed' (elite
+            p mod K for particle p, the same at every call).
+          seed: [2] int32 stateless seed.
+          sample: add the chosen member's Gaussian noise ('random'/'fixed').
+        """
+        if mode not in PROPAGATION_MODES:
+            raise ConfigError(
+                f"unknown propagation {mode!r}; accepted: {', '.join(PROPAGATION_MODES)}"
+            )
+        if mode == "expectation":
+            return self.moments(inputs).mean
+        particles = tf.shape(inputs)[0]
+        elites = self.num_elites
+        assign_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if mode == "random":
+            order = tf.argsort(tf.random.stateless_uniform([particles], assign_seed))
+        else:
+            order = tf.range(particles)
+        # Pad to a multiple of K, then particle order[j] goes to member j mod K:
+        # each member computes only its own particles.
+        padded = -(-particles // elites) * elites
+        order = tf.concat([order, tf.zeros([padded - particles], order.dtype)], 0)
+        grouped = tf.gather(inputs, order)  # [padded, I]
+        grouped = tf.transpose(tf.reshape(grouped, [-1, elites, self.input_size]), [1, 0, 2])
+        mean, variance = self.member_moments(grouped)  # [K, padded / K, O]
+        if sample:
+            noise = tf.random.stateless_normal(tf.shape(mean), noise_seed)
+            mean = mean + tf.sqrt(variance) * noise
+        outputs = tf.reshape(tf.transpose(mean, [1, 0, 2]), [-1, self.output_size])
+        # Undo the grouping: the first occurrence of each particle index wins.
+        return tf.scatter_nd(
+            order[:particles, None], outputs[:particles], [particles, self.output_size]
+        )
+
+    # ------------------------------------------------------------------- training
+
+    def _loss(self, normalized_inputs, normalized_targets):
+        """Per-member loss [E] of one batch (member axis first) plus regularizers."""
+        mean, log_variance = self._forward(normalized_inputs)
+        if log_variance is None:
+            member_loss = tf.reduce_mean(tf.square(mean - normalized_targets), axis=[1, 2])
+        else:
+            inverse_variance = tf.exp(-log_variance)
+            member_loss = tf.reduce_mean(
+                tf.square(mean - normalized_targets) * inverse_variance + log_variance, axis=[1, 2]
+            )
+        total = tf.reduce_sum(member_loss)
+        total += (
+            self.weight_decay * 0.5 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in self.kernels])
+        )
+        if log_variance is not None:
+            total += self.bound_weight * (
+                tf.reduce_sum(self.max_log_variance) - tf.reduce_sum(self.min_log_variance)
+            )
+        return total, member_loss
+
+    def _train_step_impl(self, inputs, targets):
+        """inputs [E, B, I], targets [E, B, O], raw units -> mean member loss."""
+        normalized_inputs = self._normalize_inputs(inputs)
+        normalized_targets = (targets - self.target_mean) / self.target_std
+        with tf.GradientTape() as tape:
+            total, member_loss = self._loss(normalized_inputs, normalized_targets)
+        variables = self.trainable_parameters
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return tf.reduce_mean(member_loss)
+
+    def _validation_error(self, inputs, targets, mask):
+        """Sum of squared normalized errors per member [E] over a masked chunk."""
+        members = tf.range(self.members)
+        mean, _ = self._forward(self._broadcast(inputs, self.members), members)
+        normalized_targets = (targets - self.target_mean) / self.target_std
+        error = tf.reduce_mean(tf.square(mean - normalized_targets), axis=-1)  # [E, C]
+        return tf.reduce_sum(error * mask, axis=1)
+
+    def validation_mse(self, inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Mean squared error of every member [E] in normalized target units."""
+        inputs, targets = _as_float32(inputs), _as_float32(targets)
+        total = np.zeros(self.members)
+        for start in range(0, len(inputs), _VALIDATION_CHUNK):
+            chunk_x = inputs[start : start + _VALIDATION_CHUNK]
+            chunk_y = targets[start : start + _VALIDATION_CHUNK]
+            count = len(chunk_x)
+            mask = np.zeros(_VALIDATION_CHUNK, np.float32)
+            mask[:count] = 1.0
+            pad = _VALIDATION_CHUNK - count
+            chunk_x = np.concatenate([chunk_x, np.zeros((pad, self.input_size), np.float32)])
+            chunk_y = np.concatenate([chunk_y, np.zeros((pad, self.output_size), np.float32)])
+            total += self._validation_step(chunk_x, chunk_y, mask).numpy()
+        return total / max(len(inputs), 1)
+
+    def fit_normalization(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        """Sets the input and target statistics (a constant column gets std 1)."""
+        for mean_var, std_var, data in (
+            (self.input_mean, self.input_std, inputs),
+            (self.target_mean, self.target_std, targets),
+        ):
+            mean_var.assign(data.mean(axis=0))
+            std = data.std(axis=0)
+            std_var.assign(np.where(std < 1e-6, 1.0, std).astype(np.float32))
+
+    def fit(
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        *,
+        max_epochs: int | None = None,
+        max_steps: int | None = None,
+    ) -> FitReport:
+        """Trains every member on its own shuffling of the data.
+
+        Args:
+          inputs: [N, I]; targets: [N, O]; NumPy.
+          max_epochs: epochs at most (default: the ensemble's ``max_epochs``).
+          max_steps: gradient steps at most (None: no limit).
+
+        Returns:
+          A ``FitReport``. Holds out ``holdout_ratio`` of the data (at most
+          ``max_holdout``) for early stopping and elites; each member ends with
+          its best weights on that split.
+        """
+        inputs, targets = _as_float32(inputs), _as_float32(targets)
+        if inputs.ndim != 2 or inputs.shape[1] != self.input_size:
+            raise ValueError(f"inputs must be [N, {self.input_size}], got {inputs.shape}")
+        if targets.shape != (len(inputs), self.output_size):
+            raise ValueError(
+                f"targets must be [{len(inputs)}, {self.output_size}], got {targets.shape}"
+            )
+        if len(inputs) < 2:
+            raise ValueError(f"fit needs at least 2 samples, got {len(inputs)}")
+        max_epochs = self.max_epochs if max_epochs is None else max_epochs
+        permutation = self.rng.permutation(len(inputs))
+        holdout = min(int(len(inputs) * self.holdout_ratio), self.max_holdout)
+        held_x, held_y = inputs[permutation[:holdout]], targets[permutation[:holdout]]
+        train_x, train_y = inputs[permutation[holdout:]], targets[permutation[holdout:]]
+        self.fit_normalization(train_x, train_y)
+        for best, value in zip(self._best, self._member_parameters):
+            best.assign(value)
+        best_mse = self.validation_mse(held_x, held_y) if holdout else np.zeros(self.members)
+        steps_per_epoch = max(1, -(-len(train_x) // self.batch_size))
+        stale, steps, epochs, loss = 0, 0, 0, float("nan")
+        for epoch in range(1, max_epochs + 1):
+            epochs = epoch
+            order = np.stack(
+                [self._epoch_order(len(train_x), steps_per_epoch) for _ in range(self.members)]
+            )
+            losses = []
+            for step in range(steps_per_epoch):
+                index = order[:, step * self.batch_size : (step + 1) * self.batch_size]
+                losses.append(self._train_step(train_x[index], train_y[index]))
+                steps += 1
+                if max_steps is not None and steps >= max_steps:
+                    break
+            loss = float(tf.reduce_mean(losses))
+            if holdout:
+                mse = self.validation_mse(held_x, held_y)
+                improved = mse < best_mse * (1.0 - self.improvement)
+                better = mse < best_mse
+                self._keep_best(better)
+                best_mse = np.where(better, mse, best_mse)
+                stale = 0 if improved.any() else stale + 1
+                if stale >= self.patience:
+                    break
+            if max_steps is not None and steps >= max_steps:
+                break
+        if holdout:
+            self._restore_best()
+            best_mse = self.validation_mse(held_x, held_y)
+            elites = np.argsort(best_mse, kind="stable")[: self.num_elites]
+        else:
+            elites = np.arange(self.num_elites)
+        self.elite_indices.assign(elites.astype(np.int32))
+        self.fitted.assign(True)
+        if self.calibrate_after_fit and holdout:
+            self.calibrate(held_x, held_y)
+        return FitReport(epochs, loss, best_mse, elites, float(self.epistemic_scale.numpy()))
+
+    def _epoch_order(self, count: int, steps: int) -> np.ndarray:
+        """A permutation of [count] topped up with random indices to steps * batch."""
+        order = self.rng.permutation(count)
+        missing = steps * self.batch_size - count
+        if missing > 0:
+            order = np.concatenate([order, self.rng.integers(0, count, missing)])
+        return order
+
+    def _keep_best(self, better: np.ndarray) -> None:
+        mask = tf.constant(better)
+        for best, value in zip(self._best, self._member_parameters):
+            shape = [-1] + [1] * (value.shape.rank - 1)
+            best.assign(tf.where(tf.reshape(mask, shape), value, best))
+
+    def _restore_best(self) -> None:
+        for best, value in zip(self._best, self._member_parameters):
+            value.assign(best)
+
+    # ---------------------------------------------------------------- calibration
+
+    def calibrate(self, inputs: np.ndarray, targets: np.ndarray) -> float:
+        """Fits the epistemic scale s by the held-out Gaussian likelihood.
+
+        The predictive distribution is N(mean, s² · epistemic + aleatoric); s
+        is chosen on a log grid between 0.01 and 100 (deterministic members:
+        the closed form s² = mean(residual² / epistemic)). Returns s.
+        """
+        inputs, targets = _as_float32(inputs), _as_float32(targets)
+        self.epistemic_scale.assign(1.0)
+        moments = self.moments(inputs)
+        residual = np.square(targets - moments.mean.numpy()).astype(np.float64)
+        epistemic = np.maximum(moments.epistemic_variance.numpy().astype(np.float64), 1e-12)
+        aleatoric = moments.aleatoric_variance.numpy().astype(np.float64)
+        if not self.probabilistic:
+            scale = math.sqrt(float(np.mean(residual / epistemic)))
+        else:
+            grid = np.logspace(-2, 2, 81)
+            nll = [
+                np.mean(
+                    np.log(s * s * epistemic + aleatoric)
+                    + residual / (s * s * epistemic + aleatoric)
+                )
+                for s in grid
+            ]
+            scale = float(grid[int(np.argmin(nll))])
+        self.epistemic_scale.assign(scale)
+        return scale
+
+
+def _as_float32(array) -> np.ndarray:
+    return np.asarray(array, dtype=np.float32)
