@@ -9,13 +9,25 @@ from saferl_tf.agents.base import (
     registered_agents,
 )
 from saferl_tf.agents.lambda_ import LambdaAgent
+from saferl_tf.agents.pessimistic import (
+    CostPenaltyCEMAgent,
+    FixedEtaAgent,
+    OptimisticPessimisticAgent,
+    PessimisticAgent,
+    PlanningAgent,
+)
 from saferl_tf.agents.random import RandomAgent
 from saferl_tf.config import AgentConfig
 
 __all__ = [
     "Agent",
-    "LambdaAgent",
     "AgentConfig",
+    "CostPenaltyCEMAgent",
+    "FixedEtaAgent",
+    "LambdaAgent",
+    "OptimisticPessimisticAgent",
+    "PessimisticAgent",
+    "PlanningAgent",
     "RandomAgent",
     "Transition",
     "agent_class",

@@ -3,7 +3,8 @@
 Every launcher drives an agent through this call sequence::
 
     agent = make_agent("random", observation_space, action_space, config,
-                       logger=logger, directory=run_dir, num_envs=N, seed=0)
+                       logger=logger, directory=run_dir, num_envs=N, seed=0,
+                       task=envs.task_functions(env_id))   # known reward/cost or None
     action = agent.act(observation, explore=True, is_first=is_first)
         # observation [N, *obs_shape] -> action [N, *action_shape], NumPy
     agent.observe(Transition(observation, action, reward, cost,
@@ -83,6 +84,7 @@ class Agent(tf.Module):
         directory: str | Path | None = None,
         num_envs: int = 1,
         seed: int = 0,
+        task=None,
     ):
         super().__init__(name=type(self).__name__)
         if config is None:
@@ -97,6 +99,9 @@ class Agent(tf.Module):
         self.num_envs = num_envs
         self.logger = logger
         self.seed = seed
+        # The environment's known reward/cost functions (``envs.TaskFunctions``)
+        # where it has them; agents that plan with them read this.
+        self.task = task
         self.rng = np.random.default_rng(seed)
         replay_dir = Path(directory) / "replay" if directory is not None else None
         self.replay = EpisodeReplay(replay_dir, config.replay_capacity, num_envs, seed=seed + 1)
@@ -198,6 +203,23 @@ class Agent(tf.Module):
         return True
 
     # --- Helpers ------------------------------------------------------------
+
+    def _to_space(self, unit: np.ndarray) -> np.ndarray:
+        """[-1, 1] actions to a Box action space's bounds (unbounded dims pass)."""
+        space = self.action_space
+        low, high = space.low.reshape(-1), space.high.reshape(-1)
+        finite = np.isfinite(low) & np.isfinite(high)
+        scaled = np.where(finite, low + (unit + 1.0) * 0.5 * (high - low), unit)
+        return scaled.reshape(unit.shape[0], *space.shape).astype(space.dtype)
+
+    def _from_space(self, action: np.ndarray) -> np.ndarray:
+        """Box actions to [-1, 1] (unbounded dims pass, clipped)."""
+        space = self.action_space
+        low, high = space.low.reshape(-1), space.high.reshape(-1)
+        flat = action.reshape(*action.shape[: action.ndim - len(space.shape)], -1)
+        finite = np.isfinite(low) & np.isfinite(high)
+        unit = np.where(finite, 2.0 * (flat - low) / np.where(finite, high - low, 1.0) - 1.0, flat)
+        return np.clip(unit, -1.0, 1.0).astype(np.float32)
 
     def _check_batch(self, name, array, item_shape, batch: int | None = None) -> None:
         item_shape = tuple(item_shape or ())

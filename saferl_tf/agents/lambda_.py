@@ -327,22 +327,6 @@ class LambdaAgent(Agent):
         self._acting_state[explore] = (state, action)
         return self._to_space(action.numpy())
 
-    def _to_space(self, unit: np.ndarray) -> np.ndarray:
-        """[-1, 1] actions to the action space's bounds."""
-        space = self.action_space
-        low, high = space.low.reshape(-1), space.high.reshape(-1)
-        finite = np.isfinite(low) & np.isfinite(high)
-        scaled = np.where(finite, low + (unit + 1.0) * 0.5 * (high - low), unit)
-        return scaled.reshape(unit.shape[0], *space.shape).astype(space.dtype)
-
-    def _from_space(self, action: np.ndarray) -> np.ndarray:
-        space = self.action_space
-        low, high = space.low.reshape(-1), space.high.reshape(-1)
-        flat = action.reshape(*action.shape[: action.ndim - len(space.shape)], -1)
-        finite = np.isfinite(low) & np.isfinite(high)
-        unit = np.where(finite, 2.0 * (flat - low) / np.where(finite, high - low, 1.0) - 1.0, flat)
-        return np.clip(unit, -1.0, 1.0).astype(np.float32)
-
     # --- Updates -------------------------------------------------------------
 
     def _update(self) -> dict:

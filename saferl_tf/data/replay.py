@@ -234,6 +234,21 @@ class EpisodeReplay:
     def chunks(self) -> list[Chunk]:
         return list(self._chunks)
 
+    def transitions(self) -> dict[str, np.ndarray]:
+        """Every stored transition, each field [steps, ...] (call ``flush`` first
+        to include running episodes)."""
+        chunks = list(self._chunks)
+        if not chunks:
+            raise ValueError("the replay holds no transitions yet")
+        return {
+            "observation": np.concatenate([c.observation[:-1] for c in chunks]),
+            "next_observation": np.concatenate([c.observation[1:] for c in chunks]),
+            "action": np.concatenate([c.action for c in chunks]),
+            "reward": np.concatenate([c.reward for c in chunks]),
+            "cost": np.concatenate([c.cost for c in chunks]),
+            "terminated": np.concatenate([c.terminated for c in chunks]),
+        }
+
     def sample_transitions(self, batch_size: int) -> dict[str, np.ndarray]:
         """Uniformly sampled transitions, each field [batch_size, ...]."""
         if self._num_steps == 0:

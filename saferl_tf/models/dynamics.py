@@ -12,7 +12,7 @@ Call sequence::
     report = dynamics.fit(observations, actions, next_observations, rewards=r)  # NumPy
     prediction = dynamics.step(observation [P, 3], action [P, 1], "fixed", seed)
     prediction.next_observation  # [P, 3]; prediction.reward [P] (None if not learned)
-    mean, epistemic_std = dynamics.mean_and_epistemic_std(observation, action)  # [P, 3] each
+    mean_prediction, epistemic_std = dynamics.expected_step(observation, action)
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class StepPrediction:
     reward: tf.Tensor | None = None  # [P]
     cost: tf.Tensor | None = None  # [P]
     terminal: tf.Tensor | None = None  # [P] in {0, 1}
+
+    def with_next_observation(self, next_observation: tf.Tensor) -> StepPrediction:
+        return dataclasses.replace(self, next_observation=next_observation)
 
 
 class DynamicsEnsemble:
@@ -86,13 +89,17 @@ class DynamicsEnsemble:
         outputs = self.ensemble.propagate(self.inputs(observation, action), mode, seed, sample)
         return self._split(observation, outputs)
 
-    def mean_and_epistemic_std(self, observation, action):
-        """Mean next observation [P, O] over the elites and the epistemic std of
-        it (the spread of the members' means, times the calibrated scale)."""
+    def expected_step(self, observation, action):
+        """The elites' mean prediction and the epistemic std of the next observation.
+
+        Returns:
+          A ``StepPrediction`` of means (next observation [P, O], learned
+          extras [P]) and the epistemic std [P, O] of the next observation
+          (the spread of the members' means, times the calibrated scale).
+        """
         moments = self.ensemble.moments(self.inputs(observation, action))
         size = self.observation_size
-        mean = tf.cast(observation, tf.float32) + moments.mean[:, :size]
-        return mean, tf.sqrt(moments.epistemic_variance[:, :size])
+        return self._split(observation, moments.mean), tf.sqrt(moments.epistemic_variance[:, :size])
 
     def fit(
         self,

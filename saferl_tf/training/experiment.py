@@ -186,6 +186,7 @@ def train(settings: RunSettings) -> dict:
             directory=run_dir,
             num_envs=settings.num_envs,
             seed=settings.seed,
+            task=envs_lib.task_functions(settings.env),
         )
         trainer = Trainer(
             agent,

@@ -1,0 +1,335 @@
+"""Model-predictive agents on a probabilistic ensemble; ``PessimisticAgent``
+plans by min-max CEM against hallucinated epistemic controls.
+
+The family shares one loop (``PlanningAgent``): ``exploration_steps`` random
+steps, then a fitted ``DynamicsEnsemble`` and a compiled planner that, at
+every control step, optimizes an action sequence from the current
+observation and applies its first action (model-predictive control, warm
+started by the shifted previous plan). The ensemble is refitted between
+episodes (and once when exploration ends). Reward and cost are the
+environment's known functions where it has them (``envs.task_functions``;
+the method's assumption) and are learned by the ensemble otherwise.
+
+Variants, by their objective J (lower is better; H the horizon, d the
+``cost_limit`` over the horizon, λ the ``penalty``, b the ``barrier``):
+
+- ``cem``: −(1/H) Σ r on the mean model; ignores cost.
+- ``cem_cost``: λ·b(Σ c − d) − (1/H) Σ r, both on the mean model.
+- ``pessimistic_fixed``: costs along the trajectory pushed by a fixed
+  η = ``fixed_eta`` (s̃ₜ₊₁ = μ + α σ_epistemic η), rewards on the mean model.
+- ``pessimistic``: costs along the worst trajectory over η ∈ [−1, 1]^O
+  found by min-max CEM (``planning.minmax``), rewards on the mean model.
+- ``optimistic_pessimistic``: as ``pessimistic``, but the rewards follow an
+  optimistic trajectory whose η the planner chooses together with the actions.
+
+α, the size of the epistemic push, follows a sigmoid over episodes from
+``alpha_start`` to ``alpha_end`` (midpoint ``alpha_midpoint``, width
+``alpha_width``). Without ``--safety`` the cost term is off for all variants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+
+import numpy as np
+import tensorflow as tf
+from gymnasium import spaces
+
+from saferl_tf.agents.base import Agent, register_agent
+from saferl_tf.config import AgentConfig
+from saferl_tf.errors import ConfigError
+from saferl_tf.models.dynamics import DynamicsEnsemble
+from saferl_tf.planning.cem import CEMConfig, cem_minimize, shift_plan
+from saferl_tf.planning.minmax import MinMaxConfig, minmax_cem
+from saferl_tf.planning.objectives import BARRIERS, TrajectoryModel, barrier
+
+
+@register_agent("cem")
+class PlanningAgent(Agent):
+    """CEM model-predictive control on the ensemble's mean model (ignores cost).
+
+    The base of the family: subclasses override ``objective`` (and, for a
+    second player, ``_plan_sequence``).
+    """
+
+    @dataclasses.dataclass
+    class Config(AgentConfig):
+        observation: str = "vector"
+        action_repeat: int = 1
+        cost_limit: float = 0.0  # d: the cost budget over the planning horizon.
+        penalty: float = 1.0  # λ
+        barrier: str = "relu"
+        # CEM over actions (normalized to [-1, 1]).
+        horizon: int = 20
+        samples: int = 500
+        elites: int = 50
+        iterations: int = 5
+        initial_std: float = 5.0
+        momentum: float = 0.0
+        # Min-max CEM (the hallucinated controls η).
+        outer_iterations: int = 10
+        inner_iterations: int = 1
+        eta_samples: int = 500
+        eta_elites: int = 50
+        eta_initial_std: float = 1.0
+        fixed_eta: float = 1.0  # η of every dimension for pessimistic_fixed.
+        # Size of the epistemic push over episodes.
+        alpha_start: float = 1.0
+        alpha_end: float = 3.0
+        alpha_midpoint: float = 5.0
+        alpha_width: float = 1.0
+        # The ensemble.
+        members: int = 5
+        model_elites: int = 5
+        hidden_units: int = 64
+        hidden_layers: int = 3
+        probabilistic: bool = True
+        weight_decay: float = 5e-5
+        model_learning_rate: float = 1e-3
+        model_batch_size: int = 256
+        model_epochs: int = 50  # At most, per refit (early stopping ends sooner).
+        patience: int = 5
+        holdout_ratio: float = 0.1
+        calibrate: bool = False
+        known_task: bool = True  # Use the environment's reward/cost functions if it has them.
+        # Schedule.
+        exploration_steps: int = 100
+        replay_capacity: int = 1_000_000
+
+    def __init__(self, observation_space, action_space, config=None, **kwargs):
+        super().__init__(observation_space, action_space, config, **kwargs)
+        config, task = self.config, self.task
+        if not isinstance(action_space, spaces.Box) or len(observation_space.shape) != 1:
+            raise ConfigError(
+                f"{type(self).__name__} needs a Box action space and flat (vector) observations, "
+                f"got {action_space} and observation shape {observation_space.shape}"
+            )
+        if config.barrier not in BARRIERS:
+            raise ConfigError(
+                f"unknown barrier {config.barrier!r}; accepted: {', '.join(BARRIERS)}"
+            )
+        use_task = task is not None and config.known_task
+        if use_task and config.action_repeat != 1:
+            raise ConfigError(
+                "known task functions describe one environment step: use --action_repeat=1 "
+                "or set known_task=false to learn reward and cost"
+            )
+        self.task = task if use_task else None
+        self.observation_size = int(observation_space.shape[0])
+        self.action_size = int(np.prod(action_space.shape))
+        learn = tuple(name for name in ("reward", "cost") if getattr(self.task, name, None) is None)
+        self.dynamics = DynamicsEnsemble(
+            self.observation_size,
+            self.action_size,
+            learn=learn,
+            members=config.members,
+            elites=config.model_elites,
+            hidden_units=config.hidden_units,
+            hidden_layers=config.hidden_layers,
+            probabilistic=config.probabilistic,
+            weight_decay=config.weight_decay,
+            learning_rate=config.model_learning_rate,
+            batch_size=config.model_batch_size,
+            holdout_ratio=config.holdout_ratio,
+            max_epochs=config.model_epochs,
+            patience=config.patience,
+            calibrate=config.calibrate,
+            jit=config.jit,
+            seed=self.seed,
+        )
+        self.ensemble = self.dynamics.ensemble  # Tracked by the checkpoint.
+        self.trajectories = TrajectoryModel(self.dynamics, self.task)
+        self.cem = CEMConfig(
+            horizon=config.horizon,
+            samples=config.samples,
+            elites=config.elites,
+            iterations=config.iterations,
+            initial_std=config.initial_std,
+            momentum=config.momentum,
+        )
+        self.cem.check()
+        self.minmax = MinMaxConfig(
+            actions=self.cem,
+            outer_iterations=config.outer_iterations,
+            inner_iterations=config.inner_iterations,
+            eta_samples=config.eta_samples,
+            eta_elites=config.eta_elites,
+            eta_initial_std=config.eta_initial_std,
+        )
+        self.minmax.check()
+        self.penalty = config.penalty if config.safety else 0.0
+        self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.alpha = tf.Variable(self._alpha_at(0), dtype=tf.float32, trainable=False)
+        self.model_fits = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.random = tf.random.Generator.from_seed(self.seed + 7)
+        self._refit_due = False
+        # Warm starts per mode and environment; a plain namespace, so that the
+        # checkpoint does not track them (they restart with each episode).
+        self._plans = types.SimpleNamespace(explore=None, evaluate=None)
+        self.trace_count = 0
+        self._plan_step = tf.function(self._plan_step_impl, jit_compile=config.jit)
+
+    # --- The objective (subclasses change this) --------------------------------
+
+    @property
+    def plan_size(self) -> int:
+        """Width of one step of the planned sequence (actions, plus any η the planner owns)."""
+        return self.action_size
+
+    def objective(self, start, sequences):
+        """J of N sequences [N, H, plan_size] from ``start`` [O] -> [N]."""
+        rewards, _ = self.trajectories.rollout(start, sequences)
+        return -tf.reduce_mean(rewards, axis=1)
+
+    def constraint_term(self, costs):
+        """λ · barrier(Σₜ cost − d) of costs [N, H] -> [N]."""
+        excess = tf.reduce_sum(costs, axis=1) - self.config.cost_limit
+        return self.penalty * barrier(excess, self.config.barrier)
+
+    def _plan_sequence(self, start, warm, seed):
+        """The sequence [H, plan_size] to follow and the next warm start."""
+        result = cem_minimize(
+            lambda sequences: self.objective(start, sequences), warm, self.cem, seed
+        )
+        return result.best, result.mean
+
+    # --- Acting ----------------------------------------------------------------
+
+    def _alpha_at(self, episode: int) -> float:
+        config = self.config
+        progress = 1.0 / (1.0 + math.exp(-(episode - config.alpha_midpoint) / config.alpha_width))
+        return config.alpha_start + (config.alpha_end - config.alpha_start) * progress
+
+    def _plan_step_impl(self, observation, warm, seed):
+        """observation [O], warm [H, plan_size], seed [2] -> first action [A], next warm start."""
+        self.trace_count += 1
+        sequence, mean = self._plan_sequence(observation, warm, seed)
+        return sequence[0, : self.action_size], shift_plan(mean)
+
+    def plan(self, observation: np.ndarray, warm: np.ndarray | None = None):
+        """One planning call: observation [O] -> action [A] in [-1, 1] and the next warm start."""
+        if warm is None:
+            warm = np.zeros((self.config.horizon, self.plan_size), np.float32)
+        seed = tf.cast(self.random.make_seeds(1)[:, 0], tf.int32)
+        action, warm = self._plan_step(
+            tf.constant(observation, tf.float32), tf.constant(warm), seed
+        )
+        return action.numpy(), warm.numpy()
+
+    def _act(self, observation, explore, is_first):
+        batch = observation.shape[0]
+        if explore and (self.num_steps < self.config.exploration_steps or not self._fitted):
+            return self._to_space(self.rng.uniform(-1.0, 1.0, (batch, self.action_size)))
+        if not self._fitted:  # Evaluating before any data: there is no model to plan with.
+            return self._to_space(np.zeros((batch, self.action_size), np.float32))
+        mode = "explore" if explore else "evaluate"
+        plans = getattr(self._plans, mode)
+        if plans is None or len(plans) != batch:
+            plans = [None] * batch
+        actions = []
+        for index in range(batch):
+            warm = None if is_first[index] else plans[index]
+            action, plans[index] = self.plan(observation[index].astype(np.float32), warm)
+            actions.append(action)
+        setattr(self._plans, mode, plans)
+        return self._to_space(np.stack(actions))
+
+    @property
+    def _fitted(self) -> bool:
+        return bool(self.ensemble.fitted.numpy())
+
+    # --- Learning --------------------------------------------------------------
+
+    def _observe(self, transition):
+        ended = np.asarray(transition.terminated) | np.asarray(transition.truncated)
+        if ended.any():
+            self.episodes.assign_add(int(ended.sum()))
+            self.alpha.assign(self._alpha_at(int(self.episodes.numpy())))
+            self._refit_due = True
+        if self.num_steps >= self.config.exploration_steps and not self._fitted:
+            self._refit_due = True
+
+    def _update(self) -> dict:
+        if not self._refit_due or self.num_steps < self.config.exploration_steps:
+            return {}
+        self._refit_due = False
+        self.replay.flush()
+        data = self.replay.transitions()
+        actions = self._from_space(data["action"])
+        report = self.dynamics.fit(
+            data["observation"],
+            actions,
+            data["next_observation"],
+            rewards=data["reward"],
+            costs=data["cost"],
+            terminals=data["terminated"].astype(np.float32),
+        )
+        self.model_fits.assign_add(1)
+        metrics = report.metrics()
+        metrics["model/transitions"] = float(len(actions))
+        metrics["planner/alpha"] = float(self.alpha.numpy())
+        return metrics
+
+
+@register_agent("cem_cost")
+class CostPenaltyCEMAgent(PlanningAgent):
+    """CEM on the mean model with the cost penalized: λ·b(Σ c − d) − mean r."""
+
+    def objective(self, start, sequences):
+        rewards, costs = self.trajectories.rollout(start, sequences)
+        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+
+
+@register_agent("pessimistic_fixed")
+class FixedEtaAgent(PlanningAgent):
+    """Costs along the trajectory pushed by a fixed η; rewards on the mean model."""
+
+    def objective(self, start, sequences):
+        rewards, _ = self.trajectories.rollout(start, sequences)
+        eta = tf.fill([*sequences.shape[:2], self.observation_size], self.config.fixed_eta)
+        _, costs = self.trajectories.rollout(start, sequences, eta, self.alpha)
+        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+
+
+@register_agent("pessimistic")
+class PessimisticAgent(PlanningAgent):
+    """Min-max CEM: actions minimize, hallucinated controls η maximize
+    J = λ·b(Σ c(pessimistic trajectory) − d) − mean r(mean trajectory)."""
+
+    def minmax_objective(self, start, sequences, eta):
+        """J of N (sequence, η) pairs: sequences [N, H, plan_size], eta [N, H, O] -> [N]."""
+        rewards, _ = self.trajectories.rollout(start, sequences[..., : self.action_size])
+        _, costs = self.trajectories.rollout(
+            start, sequences[..., : self.action_size], eta, self.alpha
+        )
+        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+
+    def _plan_sequence(self, start, warm, seed):
+        eta = tf.zeros([self.config.horizon, self.observation_size])
+        result = minmax_cem(
+            lambda sequences, etas: self.minmax_objective(start, sequences, etas),
+            warm,
+            eta,
+            self.minmax,
+            seed,
+        )
+        return result.actions, result.action_mean
+
+
+@register_agent("optimistic_pessimistic")
+class OptimisticPessimisticAgent(PessimisticAgent):
+    """Optimistic reward, pessimistic cost: the planner also picks an η for the
+    reward trajectory (its sequence is [actions, η_reward]); the adversary
+    picks η for the cost trajectory."""
+
+    @property
+    def plan_size(self) -> int:
+        return self.action_size + self.observation_size
+
+    def minmax_objective(self, start, sequences, eta):
+        actions, reward_eta = tf.split(sequences, [self.action_size, self.observation_size], -1)
+        rewards, _ = self.trajectories.rollout(start, actions, reward_eta, self.alpha)
+        _, costs = self.trajectories.rollout(start, actions, eta, self.alpha)
+        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)

@@ -1,0 +1,99 @@
+"""Planning objectives on hallucinated trajectories of a dynamics ensemble.
+
+A hallucinated trajectory moves with the ensemble's mean and an epistemic
+push chosen by a hallucinated control η ∈ [−1, 1]^O::
+
+    s̃ₜ₊₁ = μ(s̃ₜ, aₜ) + α · σ_epistemic(s̃ₜ, aₜ) · ηₜ
+
+η = 0 is the model's own (mean) trajectory. ``TrajectoryModel.rollout``
+scores N action sequences from one start state; the safe planners combine
+the results as
+
+    J = penalty · barrier(Σₜ costₜ − cost_limit) − (1/H) Σₜ rewardₜ
+
+with the costs taken along a pessimistic trajectory and the rewards along the
+model's own (or an optimistic) one. Shapes: start [O], actions [N, H, A],
+eta [N, H, O]; rewards and costs [N, H].
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from saferl_tf.envs.registry import TaskFunctions
+from saferl_tf.errors import ConfigError
+from saferl_tf.models.dynamics import DynamicsEnsemble
+
+BARRIERS = ("relu", "huber", "quadratic", "exponential")
+
+
+def barrier(excess: tf.Tensor, kind: str = "relu") -> tf.Tensor:
+    """Penalty of a constraint's excess (Σ cost − limit); zero at or below 0.
+
+    'relu': max(x, 0); 'huber': ½x² up to 1, then x − ½; 'quadratic':
+    max(x, 0)²; 'exponential': exp(max(x, 0)) − 1 (capped at exp(30)).
+    """
+    positive = tf.nn.relu(excess)
+    if kind == "relu":
+        return positive
+    if kind == "huber":
+        return tf.where(positive < 1.0, 0.5 * tf.square(positive), positive - 0.5)
+    if kind == "quadratic":
+        return tf.square(positive)
+    if kind == "exponential":
+        return tf.exp(tf.minimum(positive, 30.0)) - 1.0
+    raise ConfigError(f"unknown barrier {kind!r}; accepted: {', '.join(BARRIERS)}")
+
+
+class TrajectoryModel:
+    """Deterministic (hallucinated) rollouts of a dynamics ensemble.
+
+    Reward and cost come from ``task`` where it has them, otherwise from the
+    dynamics' learned (mean) outputs.
+    """
+
+    def __init__(self, dynamics: DynamicsEnsemble, task: TaskFunctions | None = None):
+        for name in ("reward", "cost"):
+            if getattr(task, name, None) is None and name not in dynamics.learned:
+                raise ConfigError(
+                    f"planning needs a {name} function: a known one (task functions) "
+                    f"or a dynamics model that learns {name!r}"
+                )
+        self.dynamics = dynamics
+        self.task = task
+
+    def _signal(self, name, observation, action, prediction):
+        function = getattr(self.task, name, None) if self.task is not None else None
+        if function is not None:
+            return tf.cast(function(observation, action, prediction.next_observation), tf.float32)
+        return getattr(prediction, name)
+
+    def rollout(self, start, actions, eta=None, alpha=1.0):
+        """Rewards and costs [N, H] of N sequences from one start state [O].
+
+        ``eta`` None (or zeros) follows the mean model; otherwise each step
+        adds alpha · σ_epistemic · η. Steps after a predicted or known
+        termination count nothing.
+        """
+        count, horizon = actions.shape[0], actions.shape[1]
+        observation = tf.broadcast_to(tf.cast(start, tf.float32), [count, start.shape[-1]])
+        alive = tf.ones([count])
+        rewards, costs = [], []
+        for t in range(horizon):  # Unrolled: the horizon is short and static.
+            action = actions[:, t]
+            prediction, epistemic_std = self.dynamics.expected_step(observation, action)
+            following = prediction.next_observation
+            if eta is not None:
+                following = following + alpha * epistemic_std * eta[:, t]
+                prediction = prediction.with_next_observation(following)
+            rewards.append(alive * self._signal("reward", observation, action, prediction))
+            costs.append(alive * self._signal("cost", observation, action, prediction))
+            terminal = None
+            if self.task is not None and self.task.terminal is not None:
+                terminal = self.task.terminal(observation, action, following)
+            elif prediction.terminal is not None:
+                terminal = prediction.terminal
+            if terminal is not None:
+                alive = alive * (1.0 - tf.cast(terminal, tf.float32))
+            observation = following
+        return tf.stack(rewards, 1), tf.stack(costs, 1)
