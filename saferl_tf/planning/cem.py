@@ -95,19 +95,30 @@ def cem_minimize(
         else tf.convert_to_tensor(initial_std, tf.float32)
     )
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), config.iterations)
-    best = tf.clip_by_value(mean, config.low, config.high)
-    best_value = tf.constant(float("inf"))
-    for iteration in range(config.iterations):  # Unrolled: iterations are few.
+
+    def body(iteration, mean, std, best, best_value):
         samples = sample_sequences(
             mean, std, config.samples, config.low, config.high, seeds[iteration]
         )
-        values = objective(samples)
         mean, std, candidate, value = elite_update(
-            samples, values, config.elites, mean, std, config.momentum
+            samples, objective(samples), config.elites, mean, std, config.momentum
         )
         better = value < best_value
         best = tf.where(better, candidate, best)
-        best_value = tf.where(better, value, best_value)
+        return iteration + 1, mean, std, best, tf.where(better, value, best_value)
+
+    # A while loop, not unrolled iterations: compiling stays quick.
+    _, mean, std, best, best_value = tf.while_loop(
+        lambda iteration, *_: iteration < config.iterations,
+        body,
+        [
+            tf.constant(0),
+            mean,
+            std,
+            tf.clip_by_value(mean, config.low, config.high),
+            tf.constant(float("inf")),
+        ],
+    )
     return CEMResult(mean, std, best, best_value)
 
 

@@ -10,8 +10,10 @@ Each of ``outer_iterations`` rounds runs
 2. a minimizing CEM over actions against the current elite η, whose best
    sequence becomes the elite action sequence.
 
-Both sampling distributions carry over between rounds. Pure TensorFlow with
-static shapes::
+Both sampling distributions carry over between rounds. The objective must
+broadcast a leading axis of size 1: the adversary's step calls it with the
+elite actions [1, H, A] and N η's, the agent's step with N action sequences
+and the elite η [1, H, S]. Pure TensorFlow with static shapes::
 
     result = minmax_cem(objective, action_mean [H, A], eta_mean [H, S], config, seed [2])
     result.actions  # [H, A], the elite action sequence; result.eta: [H, S]
@@ -74,42 +76,77 @@ def minmax_cem(
     eta_mean = tf.convert_to_tensor(eta_mean, tf.float32)
     action_std = tf.fill(tf.shape(action_mean), tf.constant(act.initial_std, tf.float32))
     eta_std = tf.fill(tf.shape(eta_mean), tf.constant(config.eta_initial_std, tf.float32))
-    elite_actions = tf.clip_by_value(action_mean, act.low, act.high)
-    elite_eta = tf.clip_by_value(eta_mean, config.eta_low, config.eta_high)
-    rounds = config.outer_iterations * config.inner_iterations
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 2 * rounds)
-    value = tf.constant(0.0)
-    step = 0
-    for _ in range(config.outer_iterations):
-        # The adversary: maximize J over η against the elite actions.
-        tiled_actions = tf.broadcast_to(elite_actions, [config.eta_samples, *action_mean.shape])
-        best_value = tf.constant(-float("inf"))
-        for _ in range(config.inner_iterations):
+    seeds = tf.random.experimental.stateless_split(
+        tf.cast(seed, tf.int32), 2 * config.outer_iterations * config.inner_iterations
+    )
+    inner = config.inner_iterations
+
+    def adversary(round_, eta_mean, eta_std, elite_actions):
+        """Maximize J over η against the elite actions: the best η seen."""
+
+        def body(i, eta_mean, eta_std, best, best_value):
             etas = sample_sequences(
-                eta_mean, eta_std, config.eta_samples, config.eta_low, config.eta_high, seeds[step]
-            )
-            step += 1
-            values = objective(tiled_actions, etas)
+                eta_mean, eta_std, config.eta_samples, config.eta_low, config.eta_high,
+                seeds[2 * round_ * inner + i],
+            )  # fmt: skip
+            values = objective(elite_actions[None], etas)
             eta_mean, eta_std, candidate, negative = elite_update(
                 etas, -values, config.eta_elites, eta_mean, eta_std, 0.0
             )
             better = -negative > best_value
-            elite_eta = tf.where(better, candidate, elite_eta)
-            best_value = tf.where(better, -negative, best_value)
-        # The agent: minimize J over actions against the elite η.
-        tiled_eta = tf.broadcast_to(elite_eta, [act.samples, *eta_mean.shape])
-        best_value = tf.constant(float("inf"))
-        for _ in range(config.inner_iterations):
+            best = tf.where(better, candidate, best)
+            return i + 1, eta_mean, eta_std, best, tf.where(better, -negative, best_value)
+
+        start = [tf.constant(0), eta_mean, eta_std, eta_mean, tf.constant(-float("inf"))]
+        return tf.while_loop(lambda i, *_: i < inner, body, start)[1:]
+
+    def player(round_, action_mean, action_std, elite_eta):
+        """Minimize J over actions against the elite η: the best sequence seen."""
+
+        def body(i, action_mean, action_std, best, best_value):
             actions = sample_sequences(
-                action_mean, action_std, act.samples, act.low, act.high, seeds[step]
-            )
-            step += 1
-            values = objective(actions, tiled_eta)
-            action_mean, action_std, candidate, candidate_value = elite_update(
+                action_mean, action_std, act.samples, act.low, act.high,
+                seeds[(2 * round_ + 1) * inner + i],
+            )  # fmt: skip
+            values = objective(actions, elite_eta[None])
+            action_mean, action_std, candidate, value = elite_update(
                 actions, values, act.elites, action_mean, action_std, act.momentum
             )
-            better = candidate_value < best_value
-            elite_actions = tf.where(better, candidate, elite_actions)
-            best_value = tf.where(better, candidate_value, best_value)
-        value = best_value
+            better = value < best_value
+            best = tf.where(better, candidate, best)
+            return i + 1, action_mean, action_std, best, tf.where(better, value, best_value)
+
+        start = [tf.constant(0), action_mean, action_std, action_mean, tf.constant(float("inf"))]
+        return tf.while_loop(lambda i, *_: i < inner, body, start)[1:]
+
+    def round_body(round_, action_mean, action_std, eta_mean, eta_std, elite_actions, _, __):
+        eta_mean, eta_std, elite_eta, _ = adversary(round_, eta_mean, eta_std, elite_actions)
+        action_mean, action_std, elite_actions, value = player(
+            round_, action_mean, action_std, elite_eta
+        )
+        return (
+            round_ + 1,
+            action_mean,
+            action_std,
+            eta_mean,
+            eta_std,
+            elite_actions,
+            elite_eta,
+            value,
+        )
+
+    _, action_mean, _, eta_mean, _, elite_actions, elite_eta, value = tf.while_loop(
+        lambda round_, *_: round_ < config.outer_iterations,
+        round_body,
+        [
+            tf.constant(0),
+            action_mean,
+            action_std,
+            eta_mean,
+            eta_std,
+            tf.clip_by_value(action_mean, act.low, act.high),
+            tf.clip_by_value(eta_mean, config.eta_low, config.eta_high),
+            tf.constant(0.0),
+        ],
+    )
     return MinMaxResult(elite_actions, elite_eta, value, action_mean, eta_mean)

@@ -71,23 +71,33 @@ class TrajectoryModel:
     def rollout(self, start, actions, eta=None, alpha=1.0):
         """Rewards and costs [N, H] of N sequences from one start state [O].
 
-        ``eta`` None (or zeros) follows the mean model; otherwise each step
-        adds alpha · σ_epistemic · η. Steps after a predicted or known
-        termination count nothing.
+        ``eta`` None follows the mean model; otherwise each step adds
+        alpha · σ_epistemic · η. ``actions`` [Na, H, A] and ``eta`` [Ne, H, O]
+        broadcast (Na or Ne may be 1). Steps after a predicted or known
+        termination count nothing. A ``tf.while_loop`` over the horizon, so
+        that compiling a planner stays quick.
         """
-        count, horizon = actions.shape[0], actions.shape[1]
-        observation = tf.broadcast_to(tf.cast(start, tf.float32), [count, start.shape[-1]])
-        alive = tf.ones([count])
-        rewards, costs = [], []
-        for t in range(horizon):  # Unrolled: the horizon is short and static.
-            action = actions[:, t]
+        horizon = actions.shape[1]
+        count = actions.shape[0] if eta is None else max(actions.shape[0], eta.shape[0])
+        actions = tf.broadcast_to(actions, [count, *actions.shape[1:]])
+        if eta is not None:
+            eta = tf.broadcast_to(tf.cast(eta, tf.float32), [count, *eta.shape[1:]])
+        start = tf.cast(start, tf.float32)
+        observation = tf.broadcast_to(start, [count, start.shape[-1]])
+        time_major_actions = tf.transpose(actions, [1, 0, 2])
+        time_major_eta = None if eta is None else tf.transpose(eta, [1, 0, 2])
+
+        def body(t, observation, alive, rewards, costs):
+            action = time_major_actions[t]
             prediction, epistemic_std = self.dynamics.expected_step(observation, action)
             following = prediction.next_observation
-            if eta is not None:
-                following = following + alpha * epistemic_std * eta[:, t]
+            if time_major_eta is not None:
+                following = following + alpha * epistemic_std * time_major_eta[t]
                 prediction = prediction.with_next_observation(following)
-            rewards.append(alive * self._signal("reward", observation, action, prediction))
-            costs.append(alive * self._signal("cost", observation, action, prediction))
+            rewards = rewards.write(
+                t, alive * self._signal("reward", observation, action, prediction)
+            )
+            costs = costs.write(t, alive * self._signal("cost", observation, action, prediction))
             terminal = None
             if self.task is not None and self.task.terminal is not None:
                 terminal = self.task.terminal(observation, action, following)
@@ -95,5 +105,17 @@ class TrajectoryModel:
                 terminal = prediction.terminal
             if terminal is not None:
                 alive = alive * (1.0 - tf.cast(terminal, tf.float32))
-            observation = following
-        return tf.stack(rewards, 1), tf.stack(costs, 1)
+            return t + 1, following, alive, rewards, costs
+
+        _, _, _, rewards, costs = tf.while_loop(
+            lambda t, *_: t < horizon,
+            body,
+            [
+                tf.constant(0),
+                observation,
+                tf.ones([count]),
+                tf.TensorArray(tf.float32, size=horizon),
+                tf.TensorArray(tf.float32, size=horizon),
+            ],
+        )
+        return tf.transpose(rewards.stack()), tf.transpose(costs.stack())
