@@ -1,0 +1,192 @@
+"""The probabilistic ensemble: fitting, epistemic spread, propagation, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from saferl_tf.errors import ConfigError
+from saferl_tf.models.dynamics import DynamicsEnsemble
+from saferl_tf.models.ensemble import GaussianEnsemble
+
+
+def _sine(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+    return x, (np.sin(3 * x) + 0.05 * rng.normal(size=x.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x, y = _sine()
+    ensemble = GaussianEnsemble(1, 1, members=5, hidden_units=64, hidden_layers=3, seed=1)
+    report = ensemble.fit(x, y, max_epochs=150)
+    return ensemble, report
+
+
+def test_fits_a_1d_function_and_epistemic_spread_grows_away_from_the_data(fitted):
+    ensemble, report = fitted
+    inside = np.linspace(-0.9, 0.9, 7, dtype=np.float32)[:, None]
+    moments = ensemble.moments(inside)
+    np.testing.assert_allclose(moments.mean.numpy(), np.sin(3 * inside), atol=0.1)
+    # The aleatoric part learns the noise level (0.05) inside the data.
+    assert np.all(np.sqrt(moments.aleatoric_variance.numpy()) < 0.2)
+    spread = [
+        float(np.sqrt(ensemble.moments(np.array([[x]], np.float32)).epistemic_variance)[0, 0])
+        for x in (0.0, 1.5, 3.0, 5.0)
+    ]
+    assert spread[0] < 0.05
+    assert spread[0] < spread[1] < spread[2] < spread[3]
+    assert report.validation_mse.shape == (5,) and report.elites.shape == (5,)
+
+
+def test_members_are_one_batched_product_not_copies(fitted):
+    ensemble, _ = fitted
+    mean, variance = ensemble.member_moments(np.array([[4.0]], np.float32))
+    assert mean.shape == (5, 1, 1) and variance.shape == (5, 1, 1)
+    assert np.ptp(mean.numpy()) > 1e-3  # Members differ off the data.
+    assert all(kernel.shape[0] == 5 for kernel in ensemble.kernels)
+
+
+def test_distributions_are_tfp_objects_with_the_stated_shapes(fitted):
+    ensemble, _ = fitted
+    x = np.zeros((4, 1), np.float32)
+    members = ensemble.member_distribution(x)
+    assert members.batch_shape == (5, 4) and members.event_shape == (1,)
+    mixture = ensemble.distribution(x)
+    assert mixture.batch_shape == (4,) and mixture.event_shape == (1,)
+    np.testing.assert_allclose(mixture.mean().numpy(), ensemble.moments(x).mean.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        mixture.variance().numpy(), ensemble.moments(x).variance.numpy(), rtol=1e-4, atol=1e-7
+    )
+
+
+def test_propagation_modes(fitted):
+    ensemble, _ = fitted
+    x = tf.constant(np.full((10, 1), 2.0, np.float32))  # 10 particles, 5 members: 2 each.
+    member_means = ensemble.member_moments(x[:1])[0].numpy()[:, 0, 0]
+    seed = tf.constant([3, 4])
+    fixed = ensemble.propagate(x, "fixed", seed, sample=False).numpy()[:, 0]
+    assert fixed.shape == (10,)
+    # TS-∞: particle p follows elite p mod K, at every call.
+    expected = member_means[np.arange(10) % 5]
+    np.testing.assert_allclose(fixed, expected, rtol=1e-5)
+    again = ensemble.propagate(x, "fixed", tf.constant([9, 9]), sample=False).numpy()[:, 0]
+    np.testing.assert_allclose(again, fixed)
+    # TS-1: every particle gets some member's mean; the assignment is balanced
+    # and changes with the seed.
+    first = ensemble.propagate(x, "random", seed, sample=False).numpy()[:, 0]
+    second = ensemble.propagate(x, "random", tf.constant([5, 6]), sample=False).numpy()[:, 0]
+    for values in (first, second):
+        index = np.argmin(np.abs(values[:, None] - member_means[None]), axis=1)
+        np.testing.assert_allclose(values, member_means[index], rtol=1e-5)
+        assert np.bincount(index, minlength=5).tolist() == [2] * 5
+    assert not np.allclose(first, second)
+    expectation = ensemble.propagate(x, "expectation", seed).numpy()[:, 0]
+    np.testing.assert_allclose(expectation, np.full(10, member_means.mean()), rtol=1e-5)
+    # A particle count that is not a multiple of K works too; sampling adds noise.
+    odd = ensemble.propagate(x[:7], "fixed", seed, sample=True).numpy()
+    assert odd.shape == (7, 1) and not np.allclose(odd[:, 0], expected[:7])
+    with pytest.raises(ConfigError, match="accepted: expectation, random, fixed"):
+        ensemble.propagate(x, "ts", seed)
+
+
+def test_propagation_compiles_once_for_thousands_of_particles(fitted):
+    ensemble, _ = fitted
+    traces = []
+
+    @tf.function(jit_compile=True)
+    def step(x, seed):
+        traces.append(1)
+        return ensemble.propagate(x, "random", seed)
+
+    x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (4000, 1)).astype(np.float32))
+    for i in range(3):
+        assert step(x, tf.constant([i, 0])).shape == (4000, 1)
+    assert len(traces) == 1
+
+
+def test_early_stopping_keeps_best_members_and_elites_by_validation():
+    x, y = _sine(200, seed=2)
+    ensemble = GaussianEnsemble(1, 1, members=4, elites=2, hidden_units=32, hidden_layers=2,
+                                patience=2, seed=0)  # fmt: skip
+    report = ensemble.fit(x, y, max_epochs=500)
+    assert report.epochs < 500  # Stopped early.
+    assert report.elites.tolist() == np.argsort(report.validation_mse)[:2].tolist()
+    assert ensemble.elite_indices.numpy().tolist() == report.elites.tolist()
+    assert ensemble.member_moments(x[:3])[0].shape == (2, 3, 1)
+
+
+def test_learned_log_variance_bounds_hold_off_the_data(fitted):
+    ensemble, _ = fitted
+    _, variance = ensemble.member_moments(np.array([[50.0], [-50.0]], np.float32))
+    std = ensemble.target_std.numpy()
+    log_variance = np.log(variance.numpy() / std**2)
+    assert np.all(log_variance <= ensemble.max_log_variance.numpy() + 1e-4)
+    assert np.all(log_variance >= ensemble.min_log_variance.numpy() - 1e-4)
+
+
+def test_deterministic_members_and_calibration_closed_form():
+    x, y = _sine(300, seed=3)
+    ensemble = GaussianEnsemble(1, 1, members=3, hidden_units=32, hidden_layers=2,
+                                probabilistic=False, seed=0)  # fmt: skip
+    ensemble.fit(x, y, max_epochs=30)
+    assert not ensemble.probabilistic
+    np.testing.assert_array_equal(ensemble.moments(x[:5]).aleatoric_variance.numpy(), 0.0)
+    assert ensemble.member_distribution(x[:5]).batch_shape == (3, 5)
+    scale = ensemble.calibrate(x, y)
+    moments = ensemble.moments(x)
+    # With the scale the standardized residuals have unit mean square (closed form).
+    ratio = np.mean((y - moments.mean.numpy()) ** 2 / moments.epistemic_variance.numpy())
+    assert scale > 0 and ratio == pytest.approx(1.0, rel=1e-3)
+
+
+def test_probabilistic_calibration_minimizes_held_out_likelihood(fitted):
+    ensemble, _ = fitted
+    x, y = _sine(200, seed=5)
+    x = x * 2.0  # Partly off the training data, so the epistemic part matters.
+    y = np.sin(3 * x)
+    scale = ensemble.calibrate(x, y)
+
+    def nll(s):
+        ensemble.epistemic_scale.assign(s)
+        m = ensemble.moments(x)
+        variance = m.variance.numpy().astype(np.float64)
+        return np.mean(np.log(variance) + (y - m.mean.numpy()) ** 2 / variance)
+
+    best = nll(scale)
+    assert best <= nll(scale * 1.5) and best <= nll(scale / 1.5)
+    ensemble.epistemic_scale.assign(1.0)
+
+
+def test_bad_settings_and_inputs_are_one_line_errors():
+    with pytest.raises(ConfigError, match="elites"):
+        GaussianEnsemble(2, 1, members=3, elites=4)
+    with pytest.raises(ConfigError, match="accepted: swish"):
+        GaussianEnsemble(2, 1, activation="gelu2")
+    ensemble = GaussianEnsemble(2, 1, members=2, hidden_units=4, hidden_layers=1)
+    with pytest.raises(ValueError, match=r"inputs must be \[N, 2\]"):
+        ensemble.fit(np.zeros((5, 3)), np.zeros((5, 1)))
+    with pytest.raises(ConfigError, match="cannot learn"):
+        DynamicsEnsemble(3, 1, learn=("rewards",))
+
+
+def test_dynamics_ensemble_learns_changes_and_extras():
+    rng = np.random.default_rng(0)
+    observation = rng.uniform(-1, 1, (600, 2)).astype(np.float32)
+    action = rng.uniform(-1, 1, (600, 1)).astype(np.float32)
+    following = observation + 0.1 * action  # A simple integrator.
+    reward = -np.sum(observation**2, axis=1)
+    dynamics = DynamicsEnsemble(2, 1, learn=("reward",), members=3, hidden_units=32,
+                                hidden_layers=2, learning_rate=3e-3, patience=20, batch_size=64,
+                                seed=0)  # fmt: skip
+    with pytest.raises(ValueError, match="pass them to fit"):
+        dynamics.fit(observation, action, following)
+    dynamics.fit(observation, action, following, rewards=reward, max_epochs=300)
+    prediction, epistemic_std = dynamics.expected_step(observation[:50], action[:50])
+    np.testing.assert_allclose(prediction.next_observation.numpy(), following[:50], atol=0.05)
+    np.testing.assert_allclose(prediction.reward.numpy(), reward[:50], atol=0.15)
+    assert prediction.cost is None and epistemic_std.shape == (50, 2)
+    sampled = dynamics.step(observation[:50], action[:50], "fixed", tf.constant([1, 2]))
+    assert sampled.next_observation.shape == (50, 2) and sampled.reward.shape == (50,)
