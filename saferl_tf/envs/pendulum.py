@@ -91,6 +91,16 @@ def pendulum_cost(observation, action, next_observation):
     return tf.cast(tf.abs(next_observation[..., 2]) > SPEED_LIMIT, next_observation.dtype)
 
 
+def pendulum_step(observation, action):
+    """The true dynamics on batches: observation [..., 3], action [..., 1] -> next [..., 3]."""
+    angle = tf.atan2(observation[..., 1], observation[..., 0])
+    torque = MAX_TORQUE * tf.clip_by_value(action[..., 0], -1.0, 1.0)
+    acceleration = 3 * GRAVITY / (2 * LENGTH) * tf.sin(angle) + 3.0 / (MASS * LENGTH**2) * torque
+    speed = tf.clip_by_value(observation[..., 2] + acceleration * DT, -MAX_SPEED, MAX_SPEED)
+    angle = angle + speed * DT
+    return tf.stack([tf.cos(angle), tf.sin(angle), speed], axis=-1)
+
+
 TASK_FUNCTIONS = TaskFunctions(reward=pendulum_reward, cost=pendulum_cost)
 
 register_env(
