@@ -116,6 +116,9 @@ def test_early_stopping_keeps_best_members_and_elites_by_validation():
     assert report.elites.tolist() == np.argsort(report.validation_mse)[:2].tolist()
     assert ensemble.elite_indices.numpy().tolist() == report.elites.tolist()
     assert ensemble.member_moments(x[:3])[0].shape == (2, 3, 1)
+    assert ensemble.train_traces == 1  # Every batch has the same shape,
+    ensemble.fit(x[:50], y[:50], max_epochs=2)  # also when less data than a batch is topped up.
+    assert ensemble.train_traces == 1
 
 
 def test_learned_log_variance_bounds_hold_off_the_data(fitted):

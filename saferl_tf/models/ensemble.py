@@ -184,6 +184,7 @@ class GaussianEnsemble(tf.Module):
         self.optimizer.build(self.trainable_parameters)
         # Each member's best weights so far (early stopping restores them).
         self._best = [tf.Variable(v, trainable=False) for v in self._member_parameters]
+        self.train_traces = 0  # Traces of the train step (a test checks it stays 1).
         self._train_step = tf.function(self._train_step_impl, jit_compile=jit)
         self._validation_step = tf.function(self._validation_error, jit_compile=jit)
 
@@ -345,6 +346,7 @@ class GaussianEnsemble(tf.Module):
 
     def _train_step_impl(self, inputs, targets):
         """inputs [E, B, I], targets [E, B, O], raw units -> mean member loss."""
+        self.train_traces += 1
         normalized_inputs = self._normalize_inputs(inputs)
         normalized_targets = (targets - self.target_mean) / self.target_std
         with tf.GradientTape() as tape:

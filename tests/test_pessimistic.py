@@ -1,0 +1,186 @@
+"""The planning agents (PessimisticAgent and its family) and the model environment:
+smoke runs on the constrained pendulum with tiny ensembles and planners."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import ROOT
+from gymnasium import spaces
+
+from saferl_tf import envs
+from saferl_tf.agents import PessimisticAgent, Transition, make_agent
+from saferl_tf.agents.base import agent_class, preset_names
+from saferl_tf.config import build_config
+from saferl_tf.envs.pendulum import pendulum_step
+from saferl_tf.errors import ConfigError
+from saferl_tf.models.dynamics import DynamicsEnsemble
+from saferl_tf.models.model_env import ModelEnv
+
+ENV = "saferl_ConstrainedPendulum-v0"
+VARIANTS = ["cem", "cem_cost", "pessimistic_fixed", "pessimistic", "optimistic_pessimistic"]
+
+
+def debug_agent(name="pessimistic", task=True, seed=0, **overrides):
+    env = envs.make(ENV)
+    cls = agent_class(name)
+    config = build_config(cls.Config, preset_names(cls), "debug", {"safety": True, **overrides})
+    functions = envs.task_functions(ENV) if task else None
+    agent = make_agent(name, env.observation_space, env.action_space, config, seed=seed,
+                       task=functions)  # fmt: skip
+    return agent, env
+
+
+def run_steps(agent, env, steps, seed=0):
+    observation, _ = env.reset(seed=seed)
+    first = True
+    for _ in range(steps):
+        action = agent.act(observation[None], is_first=np.array([first]))
+        following, reward, cost, terminated, truncated, _ = env.step(action[0])
+        agent.observe(Transition(observation[None], action, np.array([reward]), np.array([cost]),
+                                 following[None], np.array([terminated]),
+                                 np.array([truncated])))  # fmt: skip
+        agent.update()
+        first = terminated or truncated
+        observation = env.reset()[0] if first else following
+    return observation
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_explores_fits_and_plans_with_one_trace(name):
+    agent, env = debug_agent(name)
+    assert agent.task is not None and agent.dynamics.learned == ()
+    run_steps(agent, env, 49)
+    assert not agent._fitted  # Still exploring (50 steps in the debug preset).
+    observation = run_steps(agent, env, 31)
+    assert agent._fitted and int(agent.model_fits.numpy()) == 1
+    before = agent.trace_count
+    assert before == 1  # Planning has run for 30 steps with one trace.
+    action = agent.act(observation[None], explore=False)
+    assert action.shape == (1, 1) and np.all(np.abs(action) <= 1.0)
+    assert agent.trace_count == before
+
+
+def test_plans_are_deterministic_given_the_seed_and_warm_start_shifts():
+    agent, env = debug_agent()
+    run_steps(agent, env, 60)
+    observation = np.array([-1.0, 0.0, 0.0], np.float32)
+    warm = np.linspace(-1, 1, agent.config.horizon, dtype=np.float32)[:, None]
+    seed = tf.constant([4, 2])
+    first, next_warm = agent._plan_step(observation, warm, seed)
+    second, again = agent._plan_step(observation, warm, seed)
+    np.testing.assert_array_equal(first.numpy(), second.numpy())
+    np.testing.assert_array_equal(next_warm.numpy(), again.numpy())
+    _, other = agent._plan_step(observation, warm, tf.constant([5, 2]))
+    assert not np.array_equal(next_warm.numpy(), other.numpy())
+    assert next_warm.shape == warm.shape and np.all(next_warm.numpy()[-1] == 0.0)
+
+
+def test_optimistic_variant_plans_actions_and_reward_eta():
+    agent, _ = debug_agent("optimistic_pessimistic")
+    assert agent.plan_size == 1 + 3
+
+
+def test_without_known_functions_the_ensemble_learns_reward_and_cost():
+    agent, env = debug_agent(task=False)
+    assert agent.task is None and agent.dynamics.learned == ("reward", "cost")
+    run_steps(agent, env, 60)
+    assert agent._fitted and agent.trace_count == 1
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(ConfigError, match="action_repeat=1"):
+        debug_agent(action_repeat=2)
+    with pytest.raises(ConfigError, match="accepted: relu, huber, quadratic, exponential"):
+        debug_agent(barrier="log")
+    with pytest.raises(ConfigError, match="elites"):
+        debug_agent(elites=100, samples=10)
+    pixels = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    with pytest.raises(ConfigError, match="vector"):
+        PessimisticAgent(pixels, spaces.Box(-1, 1, (1,), np.float32))
+
+
+def test_alpha_follows_a_sigmoid_over_episodes():
+    agent, _ = debug_agent(alpha_start=1.0, alpha_end=3.0, alpha_midpoint=5.0, alpha_width=1.0)
+    values = [agent._alpha_at(e) for e in (0, 5, 10, 100)]
+    assert values[0] == pytest.approx(1.0 + 2.0 / (1.0 + np.exp(5.0)))
+    assert values[1] == pytest.approx(2.0)
+    assert values[0] < values[1] < values[2] < values[3] == pytest.approx(3.0)
+
+
+def test_checkpoint_round_trip_restores_the_model_and_the_plan(tmp_path):
+    agent, env = debug_agent()
+    run_steps(agent, env, 70)
+    agent.save(tmp_path / "ckpt")
+    fresh, _ = debug_agent(seed=5)
+    assert fresh.restore(tmp_path / "ckpt")
+    for saved, restored in zip(agent.ensemble.variables, fresh.ensemble.variables):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy())
+    assert int(fresh.episodes.numpy()) == int(agent.episodes.numpy())
+    assert float(fresh.alpha.numpy()) == float(agent.alpha.numpy())
+    observation = np.array([-1.0, 0.1, 0.5], np.float32)
+    np.testing.assert_array_equal(agent.plan(observation)[0], fresh.plan(observation)[0])
+
+
+def test_model_env_rollouts_follow_a_fitted_model_of_the_pendulum():
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(-np.pi, np.pi, 3000)
+    observation = np.stack([np.cos(angle), np.sin(angle), rng.uniform(-8, 8, 3000)], 1)
+    action = rng.uniform(-1, 1, (3000, 1)).astype(np.float32)
+    following = pendulum_step(tf.constant(observation, tf.float32), tf.constant(action)).numpy()
+    dynamics = DynamicsEnsemble(3, 1, members=3, hidden_units=64, hidden_layers=2,
+                                learning_rate=3e-3, seed=0)  # fmt: skip
+    dynamics.fit(observation, action, following, max_epochs=60)
+    model_env = ModelEnv(dynamics, task=envs.task_functions(ENV), propagation="fixed")
+    start = np.tile(np.array([[-1.0, 0.0, 0.0]], np.float32), (600, 1))
+    actions = rng.uniform(-1, 1, (600, 10, 1)).astype(np.float32)
+    rollout = model_env.compiled_rollout_actions(start, actions, tf.constant([1, 2]))
+    assert rollout.observations.shape == (600, 11, 3) and rollout.rewards.shape == (600, 10)
+    true = [tf.constant(start)]
+    for t in range(10):
+        true.append(pendulum_step(true[-1], tf.constant(actions[:, t])))
+    error = np.abs(rollout.observations.numpy()[:, -1] - true[-1].numpy())
+    assert np.median(error[:, 2]) < 0.3  # Speed after 10 steps (true range ±3).
+    policy_rollout = model_env.rollout_policy(start[:5], lambda o: -o[:, 2:3] / 8.0, 4,
+                                              tf.constant([0, 0]))  # fmt: skip
+    assert policy_rollout.actions.shape == (5, 4, 1)
+    with pytest.raises(ConfigError, match="needs a reward function.*learn 'reward'"):
+        ModelEnv(dynamics, task=None)
+
+
+def test_model_env_stops_counting_after_termination():
+    dynamics = DynamicsEnsemble(1, 1, members=2, hidden_units=4, hidden_layers=1)
+    task = envs.TaskFunctions(
+        reward=lambda o, a, n: tf.ones_like(o[..., 0]),
+        cost=lambda o, a, n: tf.ones_like(o[..., 0]),
+        terminal=lambda o, a, n: tf.ones_like(o[..., 0]),  # Every step ends the episode.
+    )
+    model_env = ModelEnv(dynamics, task=task, propagation="expectation")
+    rollout = model_env.rollout_actions(tf.zeros([3, 1]), tf.zeros([3, 4, 1]), tf.constant([0, 1]))
+    np.testing.assert_array_equal(rollout.rewards.numpy(), [[1, 0, 0, 0]] * 3)
+    np.testing.assert_array_equal(rollout.alive.numpy(), [[1, 0, 0, 0]] * 3)
+
+
+def _train(python, env, run_dir, *args, timeout=300):
+    command = [python, str(ROOT / "launchers" / "train.py"), "--agent=pessimistic",
+               "--config=debug", f"--env={ENV}", "--safety", "--eval_every=0", "--noprogress",
+               f"--log_dir={run_dir}", *args]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_launcher_smoke_run_and_resume(python, subprocess_env, tmp_path):
+    run_dir = tmp_path / "run"
+    result = _train(python, subprocess_env, run_dir, "--total_steps=200",
+                    "--checkpoint_every=200")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("model/validation_mse" in row for row in rows)
+    assert any("train/episode_cost" in row for row in rows)
+    result = _train(python, subprocess_env, run_dir, "--total_steps=400",
+                    "--checkpoint_every=200")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 400
