@@ -2,7 +2,8 @@
 
 Logs to ``results/<agent>/<env>/<seed>/`` (TensorBoard events, metrics.jsonl,
 config.json, checkpoints, replay); running the same command again resumes from
-the newest checkpoint. ``--config=debug`` picks a preset from
+the newest checkpoint. ``--seeds=0,1,2`` trains several seeds one after
+another, each in its own folder. ``--config=debug`` picks a preset from
 ``configs/<agent>.yaml`` (or a YAML/JSON file); ``--config.KEY=VALUE`` sets one
 key of the agent's config.
 """
@@ -22,6 +23,9 @@ flags.DEFINE_bool("safety", None, "Cost enters the objective (otherwise it is on
 # --log_dir (the run folder; default results/<agent>/<env>/<seed>) is absl's own flag.
 flags.DEFINE_string("results_dir", "results", "Root of the results tree.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_list(
+    "seeds", [], "Several seeds, trained one after another, one run folder each (e.g. 0,1,2)."
+)
 flags.DEFINE_integer("total_steps", 1_000_000, "Environment steps to train for.")
 flags.DEFINE_integer("eval_every", 10_000, "Evaluate every N environment steps (0: never).")
 flags.DEFINE_integer("eval_episodes", 1, "Episodes per evaluation.")
@@ -45,9 +49,10 @@ def main(argv):
 
 def _train():
     cli.import_user_modules(FLAGS.imports)
-    from saferl_tf.training.experiment import RunSettings, train
+    from saferl_tf.training.experiment import RunSettings, parse_seeds, train_seeds
 
-    train(
+    seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else [FLAGS.seed]
+    train_seeds(
         RunSettings(
             env=FLAGS.env,
             agent=FLAGS.agent,
@@ -68,7 +73,8 @@ def _train():
             safety=FLAGS.safety,
             jit=FLAGS.jit,
             progress=FLAGS.progress,
-        )
+        ),
+        seeds,
     )
 
 

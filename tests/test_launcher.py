@@ -40,6 +40,9 @@ def run_train(python, env, *args, timeout=300):
         (["--total_steps=0"], ["--total_steps must be a positive integer"]),
         (["--observation=depth"], ["observation", "vector"]),
         (["--num_envs=x"], ["num_envs"]),
+        (["--seeds=0,one"], ["--seeds must be comma-separated integers", "'one'"]),
+        (["--seeds=1,1"], ["repeated seed"]),
+        (["--seeds=0,1"], ["--log_dir names one run folder", "--results_dir"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_no_traceback(python, subprocess_env, tmp_path, args, words):
@@ -77,6 +80,22 @@ def test_random_run_on_safety_gymnasium_writes_episode_cost_events(
     assert tags["train/episode_cost"] == [1000, 2000]
     assert "train/cost_rate" in tags and "train/episode_return" in tags
     assert json.loads((run / "config.json").read_text())["agent_config"]["safety"] is True
+
+
+def test_seeds_run_one_folder_each(python, subprocess_env, tmp_path):
+    result = run_train(python, subprocess_env, "--agent=random", "--env=saferl_PointHazard-v0",
+                       "--seeds=0,3", "--total_steps=200", "--eval_every=0", "--noprogress",
+                       f"--results_dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    runs = tmp_path / "random" / "saferl_PointHazard-v0"
+    assert sorted(p.name for p in runs.iterdir()) == ["0", "3"]
+    returns = [
+        [row["train/episode_return"] for row in read_metrics(runs / seed)
+         if "train/episode_return" in row]
+        for seed in ("0", "3")
+    ]  # fmt: skip
+    assert len(returns[0]) == 2 and returns[0] != returns[1]  # Different seeds, different runs.
+    assert json.loads((runs / "3" / "config.json").read_text())["seed"] == 3
 
 
 def _wait_for_checkpoint(process, checkpoints: Path, at_least: int, timeout=240):

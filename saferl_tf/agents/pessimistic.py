@@ -83,7 +83,9 @@ class PlanningAgent(Agent):
         # The ensemble.
         members: int = 5
         model_elites: int = 5
-        hidden_units: int = 64
+        # 32 units: the min-max planner evaluates the ensemble ~300k times per
+        # control step; 64 units doubled its time (docs/BENCHMARKS.md).
+        hidden_units: int = 32
         hidden_layers: int = 3
         probabilistic: bool = True
         weight_decay: float = 5e-5

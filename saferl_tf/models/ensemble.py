@@ -299,28 +299,26 @@ class GaussianEnsemble(tf.Module):
             )
         if mode == "expectation":
             return self.moments(inputs).mean
-        particles = tf.shape(inputs)[0]
+        particles = inputs.shape[0]
         elites = self.num_elites
         assign_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        if mode == "random":
-            order = tf.argsort(tf.random.stateless_uniform([particles], assign_seed))
-        else:
-            order = tf.range(particles)
-        # Pad to a multiple of K, then particle order[j] goes to member j mod K:
-        # each member computes only its own particles.
+        # Pad to a multiple of K; row j of the (permuted) particles goes to
+        # member j mod K, so that each member computes only its own particles.
         padded = -(-particles // elites) * elites
-        order = tf.concat([order, tf.zeros([padded - particles], order.dtype)], 0)
-        grouped = tf.gather(inputs, order)  # [padded, I]
-        grouped = tf.transpose(tf.reshape(grouped, [-1, elites, self.input_size]), [1, 0, 2])
+        inputs = tf.pad(tf.cast(inputs, tf.float32), [[0, padded - particles], [0, 0]])
+        order = None
+        if mode == "random":
+            order = tf.argsort(tf.random.stateless_uniform([padded], assign_seed))
+            inputs = tf.gather(inputs, order)
+        grouped = tf.transpose(tf.reshape(inputs, [-1, elites, self.input_size]), [1, 0, 2])
         mean, variance = self.member_moments(grouped)  # [K, padded / K, O]
         if sample:
             noise = tf.random.stateless_normal(tf.shape(mean), noise_seed)
             mean = mean + tf.sqrt(variance) * noise
-        outputs = tf.reshape(tf.transpose(mean, [1, 0, 2]), [-1, self.output_size])
-        # Undo the grouping: the first occurrence of each particle index wins.
-        return tf.scatter_nd(
-            order[:particles, None], outputs[:particles], [particles, self.output_size]
-        )
+        outputs = tf.reshape(tf.transpose(mean, [1, 0, 2]), [padded, self.output_size])
+        if order is not None:
+            outputs = tf.gather(outputs, tf.math.invert_permutation(order))
+        return outputs[:particles]
 
     # ------------------------------------------------------------------- training
 

@@ -150,6 +150,34 @@ def _resume_step(checkpoint_dir: Path) -> int:
         return 0
 
 
+def parse_seeds(values) -> list[int]:
+    """['0', '1', '2'] -> [0, 1, 2], or a one-line ConfigError."""
+    seeds = []
+    for value in values:
+        try:
+            seeds.append(int(str(value).strip()))
+        except ValueError:
+            raise ConfigError(
+                f"--seeds must be comma-separated integers (e.g. 0,1,2), got {value!r}"
+            ) from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds has a repeated seed: {','.join(map(str, seeds))}")
+    return seeds
+
+
+def train_seeds(settings: RunSettings, seeds: list[int]) -> list[dict]:
+    """Trains (or resumes) ``settings`` once per seed, one after another, each in
+    ``results/<agent>/<env>/<seed>/``; returns their summaries."""
+    if len(seeds) > 1 and settings.log_dir:
+        raise ConfigError("--log_dir names one run folder; with several --seeds use --results_dir")
+    summaries = []
+    for index, seed in enumerate(seeds):
+        if len(seeds) > 1:
+            print(f"saferl_tf: seed {seed} ({index + 1} of {len(seeds)})", file=sys.stderr)
+        summaries.append(train(dataclasses.replace(settings, seed=seed)))
+    return summaries
+
+
 def train(settings: RunSettings) -> dict:
     """Runs (or resumes) the training run described by ``settings``; returns its summary."""
     cls, config, run_dir = resolve(settings)

@@ -1,0 +1,178 @@
+"""Ensemble training and planning speed, XLA against graph mode, in one run.
+
+On ``saferl_ConstrainedPendulum-v0``'s spaces (ensemble fitted to random
+transitions of the real task) measures, for ``jit=True`` and ``jit=False``
+interleaved over ``--repeats`` rounds (medians reported):
+
+1. ensemble training: transitions per second of the compiled train step at
+   batch 256 per member (the agents' ensemble, and MBPO's 7-member 200x4);
+2. model rollouts: particle-steps per second of ``ModelEnv.rollout_actions``
+   (``--particles`` particles, horizon 20, TS-∞);
+3. planning: seconds per control step of each planning agent at its defaults
+   (the seed's: horizon 20, 500 samples, 50 elites, 5 CEM iterations; min-max
+   10 rounds), and the implied seconds of planning per 200-step episode.
+
+Usage::
+
+    .venv/bin/python tools/bench_planning.py [--repeats=3] [--agents=cem,pessimistic]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_integer("repeats", 3, "Interleaved measurement rounds.")
+flags.DEFINE_integer("train_steps", 50, "Train steps per ensemble measurement.")
+flags.DEFINE_integer("particles", 5000, "Particles per rollout measurement.")
+flags.DEFINE_integer("plan_steps", 5, "Control steps per planning measurement.")
+flags.DEFINE_list(
+    "agents",
+    ["cem", "cem_cost", "pessimistic_fixed", "pessimistic", "optimistic_pessimistic"],
+    "Planning agents to time.",
+)
+FLAGS = flags.FLAGS
+ENV = "saferl_ConstrainedPendulum-v0"
+ENSEMBLES = {
+    "agents' 5x64x3": dict(members=5, hidden_units=64, hidden_layers=3),
+    "MBPO 7x200x4": dict(members=7, elites=5, hidden_units=200, hidden_layers=4),
+}
+
+
+def random_transitions(steps: int = 1000):
+    import numpy as np
+
+    from saferl_tf import envs
+
+    env = envs.make(ENV, seed=0)
+    observation, _ = env.reset()
+    data = {"observation": [], "action": [], "next_observation": [], "cost": []}
+    for _ in range(steps):
+        action = env.action_space.sample()
+        following, _, cost, terminated, truncated, _ = env.step(action)
+        for key, value in zip(data, (observation, action, following, cost)):
+            data[key].append(value)
+        observation = env.reset()[0] if terminated or truncated else following
+    return {key: np.asarray(value, np.float32) for key, value in data.items()}
+
+
+def time_training(data, jit: bool, kwargs: dict) -> float:
+    import numpy as np
+
+    from saferl_tf.models.dynamics import DynamicsEnsemble
+
+    dynamics = DynamicsEnsemble(3, 1, jit=jit, seed=0, **kwargs)
+    ensemble = dynamics.ensemble
+    ensemble.fit_normalization(np.c_[data["observation"], data["action"]],
+                               data["next_observation"] - data["observation"])  # fmt: skip
+    rng = np.random.default_rng(0)
+    inputs = np.c_[data["observation"], data["action"]]
+    targets = data["next_observation"] - data["observation"]
+    index = rng.integers(0, len(inputs), (ensemble.members, 256))
+    ensemble._train_step(inputs[index], targets[index]).numpy()  # Trace and compile.
+    started = time.perf_counter()
+    for _ in range(FLAGS.train_steps):
+        index = rng.integers(0, len(inputs), (ensemble.members, 256))
+        loss = ensemble._train_step(inputs[index], targets[index])
+    loss.numpy()
+    return 256 * FLAGS.train_steps / (time.perf_counter() - started)
+
+
+def time_rollouts(data, jit: bool) -> float:
+    import numpy as np
+    import tensorflow as tf
+
+    from saferl_tf import envs
+    from saferl_tf.models.dynamics import DynamicsEnsemble
+    from saferl_tf.models.model_env import ModelEnv
+
+    dynamics = DynamicsEnsemble(3, 1, seed=0, jit=jit, **ENSEMBLES["agents' 5x64x3"])
+    dynamics.fit(data["observation"], data["action"], data["next_observation"], max_epochs=2)
+    model_env = ModelEnv(dynamics, task=envs.task_functions(ENV), jit=jit)
+    start = np.tile(data["observation"][:1], (FLAGS.particles, 1))
+    actions = np.random.default_rng(0).uniform(-1, 1, (FLAGS.particles, 20, 1)).astype(np.float32)
+    model_env.compiled_rollout_actions(start, actions, tf.constant([0, 0]))
+    started = time.perf_counter()
+    for i in range(3):
+        rollout = model_env.compiled_rollout_actions(start, actions, tf.constant([i, 1]))
+    rollout.rewards.numpy()
+    return 3 * FLAGS.particles * 20 / (time.perf_counter() - started)
+
+
+def time_planning(name: str, data, jit: bool) -> tuple[float, float]:
+    from saferl_tf import envs
+    from saferl_tf.agents import make_agent
+    from saferl_tf.agents.base import agent_class, preset_names
+    from saferl_tf.config import build_config
+
+    cls = agent_class(name)
+    config = build_config(cls.Config, preset_names(cls), "", {"safety": True, "jit": jit})
+    env = envs.make(ENV)
+    agent = make_agent(name, env.observation_space, env.action_space, config,
+                       task=envs.task_functions(ENV))  # fmt: skip
+    agent.dynamics.fit(data["observation"], data["action"], data["next_observation"], max_epochs=5)
+    observation = data["observation"][0]
+    started = time.perf_counter()
+    _, warm = agent.plan(observation)
+    first = time.perf_counter() - started
+    times = []
+    for _ in range(FLAGS.plan_steps):
+        started = time.perf_counter()
+        _, warm = agent.plan(observation, warm)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), first
+
+
+def main(argv):
+    del argv
+    data = random_transitions()
+    modes = (True, False)
+    training = {(label, jit): [] for label in ENSEMBLES for jit in modes}
+    rollouts = {jit: [] for jit in modes}
+    planning = {(name, jit): [] for name in FLAGS.agents for jit in modes}
+    compile_time = {}
+    for round_ in range(FLAGS.repeats):
+        for jit in modes:
+            for label, kwargs in ENSEMBLES.items():
+                training[label, jit].append(time_training(data, jit, kwargs))
+            rollouts[jit].append(time_rollouts(data, jit))
+            for name in FLAGS.agents:
+                seconds, first = time_planning(name, data, jit)
+                planning[name, jit].append(seconds)
+                compile_time[name, jit] = first
+        print(f"round {round_ + 1}/{FLAGS.repeats} done", flush=True)
+
+    def mode(jit):
+        return "XLA" if jit else "graph"
+
+    print("\n| ensemble | mode | train transitions/s (batch 256 per member) |")
+    print("| --- | --- | ---: |")
+    for (label, jit), values in training.items():
+        print(f"| {label} | {mode(jit)} | {statistics.median(values):,.0f} |")
+    for label in ENSEMBLES:
+        ratio = statistics.median(training[label, True]) / statistics.median(training[label, False])
+        print(f"XLA / graph, {label}: {ratio:.2f}x")
+    print(f"\n| mode | model rollout particle-steps/s ({FLAGS.particles} particles, H 20) |")
+    print("| --- | ---: |")
+    for jit in modes:
+        print(f"| {mode(jit)} | {statistics.median(rollouts[jit]):,.0f} |")
+    ratio = statistics.median(rollouts[True]) / statistics.median(rollouts[False])
+    print(f"XLA / graph: {ratio:.2f}x")
+    print("\n| agent | mode | s per control step | s per 200-step episode | first call s |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for (name, jit), values in planning.items():
+        seconds = statistics.median(values)
+        print(f"| {name} | {mode(jit)} | {seconds:.3f} | {200 * seconds:.1f} | "
+              f"{compile_time[name, jit]:.1f} |")  # fmt: skip
+    for name in FLAGS.agents:
+        ratio = statistics.median(planning[name, False]) / statistics.median(planning[name, True])
+        print(f"graph / XLA time, {name}: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    app.run(main)
