@@ -95,7 +95,7 @@ def test_seeds_run_one_folder_each(python, subprocess_env, tmp_path):
         for seed in ("0", "3")
     ]  # fmt: skip
     assert len(returns[0]) == 2 and returns[0] != returns[1]  # Different seeds, different runs.
-    assert json.loads((runs / "3" / "config.json").read_text())["seed"] == 3
+    assert json.loads((runs / "3" / "config.json").read_text())["run"]["seed"] == 3
 
 
 def _wait_for_checkpoint(process, checkpoints: Path, at_least: int, timeout=240):
