@@ -10,6 +10,10 @@ the two modes run one after the other, not interleaved). Reports medians, the ra
 graph/XLA, the first-call (trace + compile) time, the environment's own speed
 with random actions, and the loop throughput these imply at the schedule's
 update ratio (``train_steps`` updates every ``train_every`` environment steps).
+With ``--loop_steps=N`` it also runs the real loop on the task (act,
+environment step, observe, update on the schedule) for N environment steps
+after the warm-up and first training round, and reports the measured
+environment steps per second; ``--mixed_precision`` adds bfloat16 rows.
 Usage::
 
     .venv/bin/python tools/bench_lambda.py [--observations=vector,pixels] [--repeats=5]
@@ -31,7 +35,10 @@ flags.DEFINE_string("env", "sgym_SafetyPointGoal1-v0", "Task whose spaces the ag
 flags.DEFINE_string("config", "", "LambdaAgent presets (default: the paper's settings).")
 flags.DEFINE_integer("repeats", 5, "Timed updates per configuration.")
 flags.DEFINE_integer("env_steps", 300, "Random environment steps to time the task itself.")
-flags.DEFINE_bool("mixed_precision", False, "Also time with mixed precision (for GPUs).")
+flags.DEFINE_bool("mixed_precision", False, "Also time with bfloat16 mixed precision (GPUs).")
+flags.DEFINE_integer(
+    "loop_steps", 0, "Also measure the whole loop (act, step, observe, update) for N env steps."
+)
 FLAGS = flags.FLAGS
 
 
@@ -103,6 +110,39 @@ def env_speed(observation: str) -> float:
     return done_steps / (time.perf_counter() - started)
 
 
+def loop_speed(agent, observation_kind: str) -> float:
+    """Environment steps per second of the real loop after the warm-up is filled."""
+    import numpy as np
+
+    from saferl_tf import envs
+    from saferl_tf.agents import Transition
+
+    config = agent.config
+    env = envs.make(FLAGS.env, observation=observation_kind, action_repeat=config.action_repeat,
+                    seed=1)  # fmt: skip
+    observation, _ = env.reset()
+    first = True
+
+    def step():
+        nonlocal observation, first
+        action = agent.act(observation[None], is_first=np.array([first]))
+        following, reward, cost, terminated, truncated, _ = env.step(action[0])
+        agent.observe(Transition(observation[None], action, np.array([reward]),
+                                 np.array([cost]), following[None], np.array([terminated]),
+                                 np.array([truncated])))  # fmt: skip
+        agent.update()
+        first = terminated or truncated
+        observation = env.reset()[0] if first else following
+
+    while agent.num_steps * config.action_repeat < config.warmup_steps + config.train_every:
+        step()  # Warm-up, pre-training and the first compiled calls: not timed.
+    started, counted = time.perf_counter(), agent.num_steps
+    while (agent.num_steps - counted) * config.action_repeat < FLAGS.loop_steps:
+        step()
+    env.close()
+    return (agent.num_steps - counted) * config.action_repeat / (time.perf_counter() - started)
+
+
 def main(argv):
     del argv
     import tensorflow as tf  # noqa: F401  (before MuJoCo's EGL context)
@@ -116,26 +156,32 @@ def main(argv):
         env.close()
         speed = env_speed(observation)
         results = {}
-        for jit in (True, False):  # One agent at a time: a full-size one takes ~10 GB on CPU.
-            agent = build(observation, jit, spaces_)
+        modes = [(jit, mixed) for mixed in (False, True)[: 1 + FLAGS.mixed_precision]
+                 for jit in (True, False)]  # fmt: skip
+        for jit, mixed in modes:  # One agent at a time: a full-size one takes ~10 GB on CPU.
+            agent = build(observation, jit, spaces_, mixed)
             config = agent.config
-            results[jit] = time_updates(agent, FLAGS.repeats)
+            results[jit, mixed] = time_updates(agent, FLAGS.repeats)
+            if FLAGS.loop_steps:
+                results[jit, mixed]["loop"] = loop_speed(agent, observation)
             del agent
             gc.collect()
-        for jit in (True, False):
-            model = statistics.median(results[jit]["model"])
-            behavior = statistics.median(results[jit]["behavior"])
+        for jit, mixed in modes:
+            model = statistics.median(results[jit, mixed]["model"])
+            behavior = statistics.median(results[jit, mixed]["behavior"])
             ratio = config.train_steps / config.train_every
             loop = 1.0 / (1.0 / speed + ratio * (model + behavior))
-            rows.append((observation, "XLA" if jit else "graph", model, behavior,
-                         results[jit]["first"], speed, loop))  # fmt: skip
+            mode = ("XLA" if jit else "graph") + (" bf16" if mixed else "")
+            rows.append((observation, mode, model, behavior, results[jit, mixed]["first"], speed,
+                         loop, results[jit, mixed].get("loop", float("nan"))))  # fmt: skip
             print(rows[-1], flush=True)
     print("\n| observation | mode | model update s | actor-critic update s | first call s "
-          "(trace + compile) | env steps/s alone | implied loop env steps/s |")  # fmt: skip
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for observation, mode, model, behavior, first, speed, loop in rows:
+          "(trace + compile) | env steps/s alone | implied loop env steps/s | "
+          "measured loop env steps/s |")  # fmt: skip
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for observation, mode, model, behavior, first, speed, loop, measured in rows:
         print(f"| {observation} | {mode} | {model:.3f} | {behavior:.3f} | {first:.1f} | "
-              f"{speed:.0f} | {loop:.2f} |")  # fmt: skip
+              f"{speed:.0f} | {loop:.2f} | {measured:.2f} |")  # fmt: skip
     print("\nSpeed-up of XLA over graph mode (median update time):")
     for observation in FLAGS.observations:
         xla = next(r for r in rows if r[0] == observation and r[1] == "XLA")
