@@ -396,3 +396,31 @@ def test_plot_tool_fails_in_one_line_with_exit_code_2(python, subprocess_env, tm
         assert "nothing to plot" in errors[0]
         warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
         assert len(warnings) == 2, result.stderr
+
+
+def test_learning_table_sums_every_training_violation(python, subprocess_env, tmp_path):
+    # cost_rate is cumulative cost over steps, so the total is rate x step at the last point,
+    # even when episodes between logged points are not logged one by one.
+    runs = {
+        ("cem", "0"): ([200, 400], [-900.0, -300.0], [0.1, 0.05]),
+        ("cem", "1"): ([200, 400], [-800.0, -500.0], [0.2, 0.15]),
+        ("pessimistic", "0"): ([200, 400], [-1000.0, -400.0], [0.0, 0.01]),
+    }
+    for (algo, seed), (steps, returns, rates) in runs.items():
+        rows = [{"step": s, "train/episode_return": r, "train/cost_rate": c}
+                for s, r, c in zip(steps, returns, rates)]  # fmt: skip
+        write_jsonl(tmp_path / algo / "EnvP-v0" / seed, rows)
+    rows = results.summarize_learning(tmp_path)
+    assert [(row.algo, row.runs) for row in rows] == [("cem", 2), ("pessimistic", 1)]
+    cem, pessimistic = rows
+    assert cem.final_return == pytest.approx(-400.0) and cem.final_return_std == pytest.approx(100)
+    assert cem.total_cost == pytest.approx((20 + 60) / 2) and cem.total_cost_std == pytest.approx(
+        20
+    )
+    assert pessimistic.total_cost == pytest.approx(4.0) and pessimistic.steps == 400
+    table = results.learning_table(rows)
+    assert "| EnvP-v0 | cem | 2 | 400 | -400.0 ± 100.0 | 40.0 ± 20.0 |" in table
+    result = run_plot(python, subprocess_env, f"--data_path={tmp_path}", "--metrics=train",
+                      "--table", f"--output_dir={tmp_path / 'plots'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| EnvP-v0 | pessimistic | 1 | 400 | -400.0 ± 0.0 | 4.0 ± 0.0 |" in result.stdout

@@ -7,8 +7,10 @@ mean over its experiments, each run interpolated only within its own steps)
 with a band of ± one standard deviation over runs (``--spread=minmax``: min to
 max), and the cost limit as a dashed line. ``--metrics=train`` plots the
 ``train/`` metrics instead of ``eval/``; ``--smooth=K`` averages each run over K
-logged points first. Unreadable runs are skipped with a ``warning:`` line each;
-when nothing can be plotted: one ``error:`` line, exit code 2.
+logged points first; ``--table`` also prints, per algorithm, the final return
+and the total cost during learning (mean ± std over runs). Unreadable runs are
+skipped with a ``warning:`` line each; when nothing can be plotted: one
+``error:`` line, exit code 2.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ flags.DEFINE_enum(
 flags.DEFINE_float("cost_limit", None, "Cost limit line (default: the runs' agent_config).")
 flags.DEFINE_integer("smooth", 1, "Moving average over K logged points per run.", lower_bound=1)
 flags.DEFINE_enum("spread", "std", ["std", "minmax"], "Band: mean ± 1 std, or min to max.")
+flags.DEFINE_bool(
+    "table", False, "Also print a Markdown table: final return and total cost during learning."
+)
 
 FLAGS = flags.FLAGS
 
@@ -61,6 +66,9 @@ def main(argv):
                 path = output_dir / f"{env}.{suffix}"
                 figure.savefig(path, dpi=150)
                 print(path, flush=True)
+        if FLAGS.table:
+            rows = results.summarize_learning(FLAGS.data_path, prefix=FLAGS.metrics)
+            print(results.learning_table(rows), flush=True)
     except UserError as error:
         cli.fail(str(error), error.exit_code)
     except OSError as error:

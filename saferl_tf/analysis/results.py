@@ -535,3 +535,69 @@ def plot_results(
         )
         for env in envs
     }
+
+
+class LearningSummary(NamedTuple):
+    """One algorithm on one environment, over its runs (mean and std over runs)."""
+
+    env: str
+    algo: str
+    runs: int
+    final_return: float  # The last logged <prefix>/episode_return.
+    final_return_std: float
+    total_cost: float  # Cost summed over every training step (cost_rate x steps).
+    total_cost_std: float
+    steps: float  # Environment steps trained (mean over runs).
+
+
+def summarize_learning(
+    data_path: str | Path, *, prefix: str = "train", warn: Warn = warn_stderr
+) -> list[LearningSummary]:
+    """Final return and total training cost per (env, algorithm), from the tree.
+
+    The total cost during learning is ``train/cost_rate`` (total cost over total
+    environment steps so far) times the step it was logged at, at the last
+    logged point: every violation while training counts, whatever the logging
+    interval. Raises ``NothingToPlotError`` when no run has the metrics.
+    """
+    if prefix not in PREFIXES:
+        raise UserError(f"metrics prefix must be one of {', '.join(PREFIXES)}, got {prefix!r}")
+    experiments = find_experiments(data_path, warn=warn)
+    metrics = {f"{prefix}/episode_return": None, "train/cost_rate": None}
+    curves = collect_curves(experiments, metrics, warn=warn)
+    returns, rates = curves[f"{prefix}/episode_return"], curves["train/cost_rate"]
+    rows = []
+    for env in sorted(set(returns) & set(rates), key=_natural_key):
+        for algo in sorted(set(returns[env]) & set(rates[env])):
+            by_run = {c.experiment: c for c in rates[env][algo]}
+            paired = [(r, by_run[r.experiment]) for r in returns[env][algo]
+                      if r.experiment in by_run]  # fmt: skip
+            if not paired:
+                continue
+            finals = np.array([r.values[-1] for r, _ in paired])
+            totals = np.array([c.values[-1] * c.steps[-1] for _, c in paired])
+            steps = np.array([c.steps[-1] for _, c in paired])
+            rows.append(LearningSummary(env, algo, len(paired), float(finals.mean()),
+                                        float(finals.std()), float(totals.mean()),
+                                        float(totals.std()), float(steps.mean())))  # fmt: skip
+    if not rows:
+        raise NothingToPlotError(
+            f"nothing to summarize under {data_path}: no run has {prefix}/episode_return "
+            "and train/cost_rate"
+        )
+    return rows
+
+
+def learning_table(rows: Sequence[LearningSummary]) -> str:
+    """A Markdown table of ``summarize_learning``'s rows."""
+    lines = [
+        "| env | algorithm | runs | steps | final return | total cost during learning |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.env} | {row.algo} | {row.runs} | {row.steps:,.0f} | "
+            f"{row.final_return:.1f} ± {row.final_return_std:.1f} | "
+            f"{row.total_cost:.1f} ± {row.total_cost_std:.1f} |"
+        )
+    return "\n".join(lines)
