@@ -148,7 +148,7 @@ def test_model_env_rollouts_follow_a_fitted_model_of_the_pendulum():
     policy_rollout = model_env.rollout_policy(start[:5], lambda o: -o[:, 2:3] / 8.0, 4,
                                               tf.constant([0, 0]))  # fmt: skip
     assert policy_rollout.actions.shape == (5, 4, 1)
-    with pytest.raises(ConfigError, match="needs a reward function.*learn 'reward'"):
+    with pytest.raises(ConfigError, match="needs a reward function.*learns 'reward'"):
         ModelEnv(dynamics, task=None)
 
 

@@ -46,6 +46,13 @@ from saferl_tf.planning.minmax import MinMaxConfig, minmax_cem
 from saferl_tf.planning.objectives import BARRIERS, TrajectoryModel, barrier
 
 
+def _subset(config_class, source, **given):
+    """``config_class`` built from the fields of ``source`` with the same names."""
+    names = {field.name for field in dataclasses.fields(config_class)} - set(given)
+    return config_class(**{name: getattr(source, name) for name in names if hasattr(source, name)},
+                        **given)  # fmt: skip
+
+
 @register_agent("cem")
 class PlanningAgent(Agent):
     """CEM model-predictive control on the ensemble's mean model (ignores cost).
@@ -143,23 +150,10 @@ class PlanningAgent(Agent):
         )
         self.ensemble = self.dynamics.ensemble  # Tracked by the checkpoint.
         self.trajectories = TrajectoryModel(self.dynamics, self.task)
-        self.cem = CEMConfig(
-            horizon=config.horizon,
-            samples=config.samples,
-            elites=config.elites,
-            iterations=config.iterations,
-            initial_std=config.initial_std,
-            momentum=config.momentum,
-        )
+        # The planner settings are fields of the agent's config under the same names.
+        self.cem = _subset(CEMConfig, config)
         self.cem.check()
-        self.minmax = MinMaxConfig(
-            actions=self.cem,
-            outer_iterations=config.outer_iterations,
-            inner_iterations=config.inner_iterations,
-            eta_samples=config.eta_samples,
-            eta_elites=config.eta_elites,
-            eta_initial_std=config.eta_initial_std,
-        )
+        self.minmax = _subset(MinMaxConfig, config, actions=self.cem)
         self.minmax.check()
         self.penalty = config.penalty if config.safety else 0.0
         self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False)

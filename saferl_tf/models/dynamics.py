@@ -41,6 +41,29 @@ class StepPrediction:
         return dataclasses.replace(self, next_observation=next_observation)
 
 
+def require_signals(dynamics: DynamicsEnsemble, task, user: str) -> None:
+    """Raises a one-line ConfigError unless reward and cost are known or learned."""
+    for name in ("reward", "cost"):
+        if getattr(task, name, None) is None and name not in dynamics.learned:
+            raise ConfigError(
+                f"{user} needs a {name} function: a known one (task functions) "
+                f"or a dynamics model that learns {name!r}"
+            )
+
+
+def step_signals(task, observation, action, prediction: StepPrediction):
+    """Reward [P], cost [P] and terminal [P] (or None) of one predicted step:
+    ``task``'s known functions where it has them, else the model's learned outputs."""
+    following = prediction.next_observation
+    signals = []
+    for name in ("reward", "cost", "terminal"):
+        function = getattr(task, name, None) if task is not None else None
+        value = function(observation, action, following) if function is not None else None
+        value = getattr(prediction, name) if value is None else value
+        signals.append(None if value is None else tf.cast(value, tf.float32))
+    return tuple(signals)
+
+
 class DynamicsEnsemble:
     """Learns observation changes (and optionally reward, cost, termination).
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from saferl_tf.envs.registry import TaskFunctions
 from saferl_tf.errors import ConfigError
-from saferl_tf.models.dynamics import DynamicsEnsemble
+from saferl_tf.models.dynamics import DynamicsEnsemble, require_signals, step_signals
 from saferl_tf.models.ensemble import PROPAGATION_MODES
 
 
@@ -66,12 +66,7 @@ class ModelEnv:
             raise ConfigError(
                 f"unknown propagation {propagation!r}; accepted: {', '.join(PROPAGATION_MODES)}"
             )
-        for name in ("reward", "cost"):
-            if getattr(task, name, None) is None and name not in dynamics.learned:
-                raise ConfigError(
-                    f"the model environment needs a {name} function: pass a known one "
-                    f"(task functions) or let the dynamics learn {name!r}"
-                )
+        require_signals(dynamics, task, "the model environment")
         self.dynamics = dynamics
         self.task = task
         self.propagation = propagation
@@ -82,25 +77,10 @@ class ModelEnv:
         """observation [P, O], action [P, A] -> next observation [P, O], reward,
         cost and terminal [P] (terminal in {0, 1})."""
         prediction = self.dynamics.step(observation, action, self.propagation, seed, self.sample)
-        following = prediction.next_observation
-        task = self.task
-        reward = (
-            task.reward(observation, action, following)
-            if task is not None and task.reward is not None
-            else prediction.reward
-        )
-        cost = (
-            task.cost(observation, action, following)
-            if task is not None and task.cost is not None
-            else prediction.cost
-        )
-        if task is not None and task.terminal is not None:
-            terminal = tf.cast(task.terminal(observation, action, following), tf.float32)
-        elif prediction.terminal is not None:
-            terminal = prediction.terminal
-        else:
+        reward, cost, terminal = step_signals(self.task, observation, action, prediction)
+        if terminal is None:
             terminal = tf.zeros_like(reward)
-        return following, tf.cast(reward, tf.float32), tf.cast(cost, tf.float32), terminal
+        return prediction.next_observation, reward, cost, terminal
 
     def _rollout(self, start, horizon: int, choose_action: Callable, seed) -> Rollout:
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), horizon)

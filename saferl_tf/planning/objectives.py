@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from saferl_tf.envs.registry import TaskFunctions
 from saferl_tf.errors import ConfigError
-from saferl_tf.models.dynamics import DynamicsEnsemble
+from saferl_tf.models.dynamics import DynamicsEnsemble, require_signals, step_signals
 
 BARRIERS = ("relu", "huber", "quadratic", "exponential")
 
@@ -53,20 +53,9 @@ class TrajectoryModel:
     """
 
     def __init__(self, dynamics: DynamicsEnsemble, task: TaskFunctions | None = None):
-        for name in ("reward", "cost"):
-            if getattr(task, name, None) is None and name not in dynamics.learned:
-                raise ConfigError(
-                    f"planning needs a {name} function: a known one (task functions) "
-                    f"or a dynamics model that learns {name!r}"
-                )
+        require_signals(dynamics, task, "planning")
         self.dynamics = dynamics
         self.task = task
-
-    def _signal(self, name, observation, action, prediction):
-        function = getattr(self.task, name, None) if self.task is not None else None
-        if function is not None:
-            return tf.cast(function(observation, action, prediction.next_observation), tf.float32)
-        return getattr(prediction, name)
 
     def rollout(self, start, actions, eta=None, alpha=1.0):
         """Rewards and costs [N, H] of N sequences from one start state [O].
@@ -94,17 +83,11 @@ class TrajectoryModel:
             if time_major_eta is not None:
                 following = following + alpha * epistemic_std * time_major_eta[t]
                 prediction = prediction.with_next_observation(following)
-            rewards = rewards.write(
-                t, alive * self._signal("reward", observation, action, prediction)
-            )
-            costs = costs.write(t, alive * self._signal("cost", observation, action, prediction))
-            terminal = None
-            if self.task is not None and self.task.terminal is not None:
-                terminal = self.task.terminal(observation, action, following)
-            elif prediction.terminal is not None:
-                terminal = prediction.terminal
+            reward, cost, terminal = step_signals(self.task, observation, action, prediction)
+            rewards = rewards.write(t, alive * reward)
+            costs = costs.write(t, alive * cost)
             if terminal is not None:
-                alive = alive * (1.0 - tf.cast(terminal, tf.float32))
+                alive = alive * (1.0 - terminal)
             return t + 1, following, alive, rewards, costs
 
         _, _, _, rewards, costs = tf.while_loop(
