@@ -184,3 +184,23 @@ def test_launcher_smoke_run_and_resume(python, subprocess_env, tmp_path):
                     "--checkpoint_every=200")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 400
+
+
+def test_fused_reward_and_cost_rollouts_equal_separate_ones():
+    agent, env = debug_agent()
+    run_steps(agent, env, 60)
+    trajectories, alpha = agent.trajectories, tf.constant(2.0)
+    start = tf.constant([-1.0, 0.2, 1.0])
+    rng = np.random.default_rng(0)
+    actions = tf.constant(rng.uniform(-1, 1, (6, 5, 1)), tf.float32)
+    eta = tf.constant(rng.uniform(-1, 1, (6, 5, 3)), tf.float32)
+    for reward_eta, cost_actions, cost_eta in [(None, actions, eta), (eta, actions[:1], eta)]:
+        rewards, costs = trajectories.reward_and_cost(start, actions, reward_eta, cost_actions,
+                                                      cost_eta, alpha)  # fmt: skip
+        expected_rewards, _ = trajectories.rollout(start, actions, reward_eta, alpha)
+        _, expected_costs = trajectories.rollout(start, cost_actions, cost_eta, alpha)
+        np.testing.assert_allclose(rewards.numpy(), expected_rewards.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(costs.numpy(), expected_costs.numpy(), rtol=1e-5, atol=1e-5)
+    # The pushed trajectory differs from the mean one: η acts on the costs.
+    pushed = trajectories.rollout(start, actions, eta * 0 + 1.0, alpha)[0].numpy()
+    assert not np.allclose(pushed, trajectories.rollout(start, actions)[0].numpy())

@@ -283,9 +283,10 @@ class FixedEtaAgent(PlanningAgent):
     """Costs along the trajectory pushed by a fixed η; rewards on the mean model."""
 
     def objective(self, start, sequences):
-        rewards, _ = self.trajectories.rollout(start, sequences)
-        eta = tf.fill([*sequences.shape[:2], self.observation_size], self.config.fixed_eta)
-        _, costs = self.trajectories.rollout(start, sequences, eta, self.alpha)
+        eta = tf.fill([1, *sequences.shape[1:2], self.observation_size], self.config.fixed_eta)
+        rewards, costs = self.trajectories.reward_and_cost(
+            start, sequences, None, sequences, eta, self.alpha
+        )
         return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
 
 
@@ -295,10 +296,11 @@ class PessimisticAgent(PlanningAgent):
     J = λ·b(Σ c(pessimistic trajectory) − d) − mean r(mean trajectory)."""
 
     def minmax_objective(self, start, sequences, eta):
-        """J of N (sequence, η) pairs: sequences [N, H, plan_size], eta [N, H, O] -> [N]."""
-        rewards, _ = self.trajectories.rollout(start, sequences[..., : self.action_size])
-        _, costs = self.trajectories.rollout(
-            start, sequences[..., : self.action_size], eta, self.alpha
+        """J of N (sequence, η) pairs: sequences [N, H, plan_size], eta [N, H, O]
+        -> [N] (either N may be 1 and broadcasts)."""
+        actions = sequences[..., : self.action_size]
+        rewards, costs = self.trajectories.reward_and_cost(
+            start, actions, None, actions, eta, self.alpha
         )
         return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
 
@@ -326,6 +328,7 @@ class OptimisticPessimisticAgent(PessimisticAgent):
 
     def minmax_objective(self, start, sequences, eta):
         actions, reward_eta = tf.split(sequences, [self.action_size, self.observation_size], -1)
-        rewards, _ = self.trajectories.rollout(start, actions, reward_eta, self.alpha)
-        _, costs = self.trajectories.rollout(start, actions, eta, self.alpha)
+        rewards, costs = self.trajectories.reward_and_cost(
+            start, actions, reward_eta, actions, eta, self.alpha
+        )
         return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)

@@ -102,3 +102,32 @@ class TrajectoryModel:
             ],
         )
         return tf.transpose(rewards.stack()), tf.transpose(costs.stack())
+
+    def reward_and_cost(self, start, reward_actions, reward_eta, cost_actions, cost_eta, alpha):
+        """Rewards [Nr, H] along one set of trajectories and costs [Nc, H] along
+        another, rolled out together in one loop (half the loop steps of two
+        ``rollout`` calls; the same arithmetic).
+
+        ``reward_eta`` / ``cost_eta`` None follow the mean model. Within each
+        set, actions and η broadcast as in ``rollout``.
+        """
+
+        def expand(actions, eta):
+            count = actions.shape[0] if eta is None else max(actions.shape[0], eta.shape[0])
+            actions = tf.broadcast_to(actions, [count, *actions.shape[1:]])
+            shape = [count, actions.shape[1], self.dynamics.observation_size]
+            eta = (
+                tf.zeros(shape) if eta is None else tf.broadcast_to(tf.cast(eta, tf.float32), shape)
+            )
+            return actions, eta
+
+        reward_actions, reward_eta = expand(reward_actions, reward_eta)
+        cost_actions, cost_eta = expand(cost_actions, cost_eta)
+        split = reward_actions.shape[0]
+        rewards, costs = self.rollout(
+            start,
+            tf.concat([reward_actions, cost_actions], 0),
+            tf.concat([reward_eta, cost_eta], 0),
+            alpha,
+        )
+        return rewards[:split], costs[split:]
