@@ -39,7 +39,7 @@ flags.DEFINE_list(
 FLAGS = flags.FLAGS
 ENV = "saferl_ConstrainedPendulum-v0"
 ENSEMBLES = {
-    "agents' 5x64x3": dict(members=5, hidden_units=64, hidden_layers=3),
+    "agents' 5x32x3": dict(members=5, hidden_units=32, hidden_layers=3),
     "MBPO 7x200x4": dict(members=7, elites=5, hidden_units=200, hidden_layers=4),
 }
 
@@ -91,7 +91,7 @@ def time_rollouts(data, jit: bool) -> float:
     from saferl_tf.models.dynamics import DynamicsEnsemble
     from saferl_tf.models.model_env import ModelEnv
 
-    dynamics = DynamicsEnsemble(3, 1, seed=0, jit=jit, **ENSEMBLES["agents' 5x64x3"])
+    dynamics = DynamicsEnsemble(3, 1, seed=0, jit=jit, **ENSEMBLES["agents' 5x32x3"])
     dynamics.fit(data["observation"], data["action"], data["next_observation"], max_epochs=2)
     model_env = ModelEnv(dynamics, task=envs.task_functions(ENV), jit=jit)
     start = np.tile(data["observation"][:1], (FLAGS.particles, 1))
