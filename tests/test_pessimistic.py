@@ -22,6 +22,8 @@ from saferl_tf.models.dynamics import DynamicsEnsemble
 from saferl_tf.models.model_env import ModelEnv
 
 ENV = "saferl_ConstrainedPendulum-v0"
+# An episode that swings up and holds the pendulum scores above this (hanging down: ~ -1,700).
+SWING_UP_RETURN = -600.0
 VARIANTS = ["cem", "cem_cost", "pessimistic_fixed", "pessimistic", "optimistic_pessimistic"]
 
 
@@ -204,3 +206,24 @@ def test_fused_reward_and_cost_rollouts_equal_separate_ones():
     # The pushed trajectory differs from the mean one: η acts on the costs.
     pushed = trajectories.rollout(start, actions, eta * 0 + 1.0, alpha)[0].numpy()
     assert not np.allclose(pushed, trajectories.rollout(start, actions)[0].numpy())
+
+
+@pytest.mark.slow
+def test_pessimistic_learns_the_swing_up_with_fewer_violations_than_cem(tmp_path):
+    """The issue's learning test, at the agents' defaults (about 45 minutes on 2 cores):
+    10 episodes of learning per seed, seeds 0, 1 and 2, the same runs as the
+    comparison in docs/BENCHMARKS.md."""
+    from saferl_tf.analysis.results import read_scalars, summarize_learning
+    from saferl_tf.training.experiment import RunSettings, train_seeds
+
+    for agent in ("cem", "pessimistic"):
+        settings = RunSettings(env=ENV, agent=agent, results_dir=str(tmp_path), total_steps=2000,
+                               eval_every=0, safety=True, progress=False)  # fmt: skip
+        train_seeds(settings, [0, 1, 2])
+    rows = {row.algo: row for row in summarize_learning(tmp_path)}
+    assert rows["pessimistic"].runs == rows["cem"].runs == 3
+    assert rows["pessimistic"].total_cost < 0.5 * rows["cem"].total_cost
+    for seed in ("0", "1", "2"):
+        _, returns = read_scalars(tmp_path / "pessimistic" / ENV / seed)["train/episode_return"]
+        assert returns[-3:].max() > SWING_UP_RETURN, (seed, returns)
+        assert returns[-3:].max() > returns[0] + 500.0  # Hanging down scores about -1,700.
