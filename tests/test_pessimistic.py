@@ -142,6 +142,8 @@ def test_model_env_rollouts_follow_a_fitted_model_of_the_pendulum():
     actions = rng.uniform(-1, 1, (600, 10, 1)).astype(np.float32)
     rollout = model_env.compiled_rollout_actions(start, actions, tf.constant([1, 2]))
     assert rollout.observations.shape == (600, 11, 3) and rollout.rewards.shape == (600, 10)
+    model_env.compiled_rollout_actions(start, actions, tf.constant([3, 4]))
+    assert model_env.compiled_rollout_actions.experimental_get_tracing_count() == 1
     true = [tf.constant(start)]
     for t in range(10):
         true.append(pendulum_step(true[-1], tf.constant(actions[:, t])))
