@@ -208,5 +208,8 @@ def test_lambda_return_rises_while_the_cost_stays_under_its_limit(tmp_path):
     early = returns[steps <= 2000].mean()
     late, late_cost = returns[-3:], costs[-3:]
     assert late.mean() > early + 5.0, (returns, costs)
-    assert late.min() > -15.0  # A random policy scores about -20 to -25.
+    assert late.mean() > -16.0  # A random policy scores about -20 to -25.
     assert np.all(late_cost <= HAZARD_SETTINGS["cost_limit"]), (returns, costs)
+    # While learning, after the random warm-up: on average within the limit too.
+    train_steps, train_costs = scalars["train/episode_cost"]
+    assert train_costs[train_steps > 1000].mean() <= HAZARD_SETTINGS["cost_limit"]
