@@ -68,11 +68,10 @@ def time_training(data, jit: bool, kwargs: dict) -> float:
 
     dynamics = DynamicsEnsemble(3, 1, jit=jit, seed=0, **kwargs)
     ensemble = dynamics.ensemble
-    ensemble.fit_normalization(np.c_[data["observation"], data["action"]],
-                               data["next_observation"] - data["observation"])  # fmt: skip
-    rng = np.random.default_rng(0)
     inputs = np.c_[data["observation"], data["action"]]
     targets = data["next_observation"] - data["observation"]
+    ensemble.fit_normalization(inputs, targets)
+    rng = np.random.default_rng(0)
     index = rng.integers(0, len(inputs), (ensemble.members, 256))
     ensemble._train_step(inputs[index], targets[index]).numpy()  # Trace and compile.
     started = time.perf_counter()

@@ -452,8 +452,7 @@ class GaussianEnsemble(tf.Module):
             if max_steps is not None and steps >= max_steps:
                 break
         if holdout:
-            self._restore_best()
-            best_mse = self.validation_mse(held_x, held_y)
+            self._restore_best()  # best_mse already holds these weights' errors.
             elites = np.argsort(best_mse, kind="stable")[: self.num_elites]
         else:
             elites = np.arange(self.num_elites)
