@@ -594,10 +594,14 @@ def learning_table(rows: Sequence[LearningSummary]) -> str:
         "| env | algorithm | runs | steps | final return | total cost during learning |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
+
+    def cell(mean: float, std: float, runs: int) -> str:
+        return f"{mean:.1f}" if runs == 1 else f"{mean:.1f} ± {std:.1f}"  # No spread of one run.
+
     for row in rows:
         lines.append(
             f"| {row.env} | {row.algo} | {row.runs} | {row.steps:,.0f} | "
-            f"{row.final_return:.1f} ± {row.final_return_std:.1f} | "
-            f"{row.total_cost:.1f} ± {row.total_cost_std:.1f} |"
+            f"{cell(row.final_return, row.final_return_std, row.runs)} | "
+            f"{cell(row.total_cost, row.total_cost_std, row.runs)} |"
         )
     return "\n".join(lines)
