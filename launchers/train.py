@@ -26,10 +26,21 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_list(
     "seeds", [], "Several seeds, trained one after another, one run folder each (e.g. 0,1,2)."
 )
-flags.DEFINE_integer("total_steps", 1_000_000, "Environment steps to train for.")
-flags.DEFINE_integer("eval_every", 10_000, "Evaluate every N environment steps (0: never).")
+flags.DEFINE_integer(
+    "total_steps",
+    None,
+    "Environment steps to train for (default: the environment's budget: 1M, "
+    "saferl_ConstrainedPendulum-v0 4k, saferl_PointHazard-v0 8k).",
+)
+flags.DEFINE_integer(
+    "eval_every",
+    None,
+    "Evaluate every N environment steps (0: never; default: a tenth of total_steps, at most 10k).",
+)
 flags.DEFINE_integer("eval_episodes", 1, "Episodes per evaluation.")
-flags.DEFINE_integer("checkpoint_every", 10_000, "Checkpoint every N environment steps.")
+flags.DEFINE_integer(
+    "checkpoint_every", None, "Checkpoint every N environment steps (default: as --eval_every)."
+)
 flags.DEFINE_integer("log_every", 1_000, "Log speed every N environment steps.")
 flags.DEFINE_integer("action_repeat", None, "Action repeat (default: the agent config's).")
 flags.DEFINE_enum("observation", None, ["vector", "pixels"], "Observation kind.")

@@ -64,4 +64,5 @@ class CrashingEnv(CountingEnv):
 
 register_env("TestCounting-v0", lambda **kwargs: CountingEnv(**kwargs), max_episode_steps=100)
 register_env("TestCountingLong-v0", lambda **kwargs: CountingEnv(length=1000, **kwargs))
+register_env("TestCountingBudget-v0", lambda **kwargs: CountingEnv(**kwargs), total_steps=60)
 register_env("TestCrashing-v0", lambda **kwargs: CrashingEnv(**kwargs))

@@ -9,6 +9,7 @@ from saferl_tf.envs.make import OBSERVATION_KINDS, make
 from saferl_tf.envs.registry import (
     EnvSpec,
     TaskFunctions,
+    default_total_steps,
     known_ids,
     parse_env_id,
     register_env,
@@ -27,6 +28,7 @@ __all__ = [
     "TaskFunctions",
     "VectorEnv",
     "VectorStep",
+    "default_total_steps",
     "known_ids",
     "make",
     "make_vector",

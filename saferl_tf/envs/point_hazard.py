@@ -77,4 +77,9 @@ class PointHazardEnv(gymnasium.Env):
         return image
 
 
-register_env("PointHazard-v0", lambda **kwargs: PointHazardEnv(**kwargs), max_episode_steps=100)
+register_env(
+    "PointHazard-v0",
+    lambda **kwargs: PointHazardEnv(**kwargs),
+    max_episode_steps=100,
+    total_steps=8_000,  # LAMBDA's slow test learns it in 8k steps.
+)

@@ -64,7 +64,11 @@ class _OwnEnv:
     factory: Callable[..., Any]
     max_episode_steps: int | None
     task_functions: TaskFunctions | None = None
+    total_steps: int | None = None
 
+
+# The training budget of tasks that name none: the seeds' 1M environment steps.
+DEFAULT_TOTAL_STEPS = 1_000_000
 
 _OWN_ENVS: dict[str, _OwnEnv] = {}
 
@@ -74,6 +78,7 @@ def register_env(
     factory: Callable[..., Any],
     max_episode_steps: int | None = None,
     task_functions: TaskFunctions | None = None,
+    total_steps: int | None = None,
 ) -> None:
     """Registers a package environment so that ``saferl_<name>`` makes it.
 
@@ -84,8 +89,10 @@ def register_env(
       max_episode_steps: the default episode length in environment steps.
       task_functions: the reward, cost and termination as TensorFlow
         functions, for agents that plan with known task functions.
+      total_steps: the default training budget in environment steps, for
+        tasks learned in far fewer than ``DEFAULT_TOTAL_STEPS``.
     """
-    _OWN_ENVS[name] = _OwnEnv(factory, max_episode_steps, task_functions)
+    _OWN_ENVS[name] = _OwnEnv(factory, max_episode_steps, task_functions, total_steps)
 
 
 def own_env(name: str) -> _OwnEnv:
@@ -98,6 +105,14 @@ def task_functions(env_id: str) -> TaskFunctions | None:
     if spec.family != "saferl":
         return None
     return own_env(spec.name).task_functions
+
+
+def default_total_steps(env_id: str) -> int:
+    """The training budget runs on ``env_id`` get unless they name one."""
+    spec = parse_env_id(env_id)
+    if spec.family == "saferl" and own_env(spec.name).total_steps is not None:
+        return own_env(spec.name).total_steps
+    return DEFAULT_TOTAL_STEPS
 
 
 def safexp_to_safety_gymnasium(name: str) -> str:

@@ -39,7 +39,9 @@ SUMMARY_FILE = "summary.json"
 
 @dataclasses.dataclass
 class RunSettings:
-    """Everything a training run is made from. ``None`` means: from the agent config."""
+    """Everything a training run is made from. ``None`` means: from the agent
+    config, or for the schedule (``total_steps``, ``eval_every``,
+    ``checkpoint_every``) from the environment (see ``complete_schedule``)."""
 
     env: str
     agent: str = "lambda"
@@ -48,10 +50,10 @@ class RunSettings:
     log_dir: str | None = None
     results_dir: str = "results"
     seed: int = 0
-    total_steps: int = 1_000_000
-    eval_every: int = 10_000
+    total_steps: int | None = None
+    eval_every: int | None = None
     eval_episodes: int = 1
-    checkpoint_every: int = 10_000
+    checkpoint_every: int | None = None
     log_every: int = 1_000
     num_envs: int = 1
     episode_length: int | None = None
@@ -62,6 +64,25 @@ class RunSettings:
     progress: bool = True
 
 
+def complete_schedule(settings: RunSettings) -> RunSettings:
+    """Fills the schedule the settings leave open: ``total_steps`` from the
+    environment's budget (``envs.default_total_steps``: 1M for safety-gymnasium
+    and gymnasium tasks, less for the package's small tasks), evaluations and
+    checkpoints every tenth of it (at most every 10,000 steps)."""
+    total_steps = settings.total_steps
+    if total_steps is None:
+        total_steps = envs_lib.default_total_steps(settings.env)
+    interval = min(10_000, max(total_steps // 10, 1))
+    return dataclasses.replace(
+        settings,
+        total_steps=total_steps,
+        eval_every=interval if settings.eval_every is None else settings.eval_every,
+        checkpoint_every=interval
+        if settings.checkpoint_every is None
+        else settings.checkpoint_every,
+    )
+
+
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
@@ -69,7 +90,8 @@ def _check_positive(**values) -> None:
 
 
 def resolve(settings: RunSettings):
-    """Checks the settings; returns (agent class, agent config, run folder)."""
+    """Checks the settings (their schedule completed); returns (agent class,
+    agent config, run folder)."""
     _check_positive(
         total_steps=settings.total_steps,
         num_envs=settings.num_envs,
@@ -180,6 +202,7 @@ def train_seeds(settings: RunSettings, seeds: list[int]) -> list[dict]:
 
 def train(settings: RunSettings) -> dict:
     """Runs (or resumes) the training run described by ``settings``; returns its summary."""
+    settings = complete_schedule(settings)
     cls, config, run_dir = resolve(settings)
     record = _record(settings, config)
     # The agent, the env and the agent config must match.
