@@ -33,13 +33,13 @@ flags.DEFINE_integer(
     "saferl_ConstrainedPendulum-v0 4k, saferl_PointHazard-v0 8k).",
 )
 flags.DEFINE_integer(
-    "eval_every",
-    None,
-    "Evaluate every N environment steps (0: never; default: a tenth of total_steps, at most 10k).",
+    "eval_every", 10_000, "Evaluate every N environment steps and at the end (0: never)."
 )
 flags.DEFINE_integer("eval_episodes", 1, "Episodes per evaluation.")
 flags.DEFINE_integer(
-    "checkpoint_every", None, "Checkpoint every N environment steps (default: as --eval_every)."
+    "checkpoint_every",
+    None,
+    "Checkpoint every N environment steps (default: a tenth of total_steps, at most 10k).",
 )
 flags.DEFINE_integer("log_every", 1_000, "Log speed every N environment steps.")
 flags.DEFINE_integer("action_repeat", None, "Action repeat (default: the agent config's).")

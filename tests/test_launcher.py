@@ -179,3 +179,20 @@ def test_sigterm_writes_a_checkpoint_and_exits(python, subprocess_env, tmp_path)
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     assert int(latest.rsplit("-", 1)[-1]) > first
     assert latest in stderr
+
+
+def test_without_schedule_flags_a_run_takes_the_environments_budget(
+    python, subprocess_env, tmp_path
+):
+    run = tmp_path / "run"
+    result = run_train(python, subprocess_env, "--agent=random",
+                       "--env=saferl_TestCountingBudget-v0", f"--imports={FAKE_ENVS}",
+                       f"--log_dir={run}", "--noprogress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads((run / "config.json").read_text())["run"]
+    assert (record["total_steps"], record["eval_every"], record["checkpoint_every"]) == (
+        60, 10_000, 6
+    )  # fmt: skip
+    rows = read_metrics(run)
+    assert [row["step"] for row in rows if "eval/episode_return" in row] == [60]
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 60

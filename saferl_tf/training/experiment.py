@@ -40,8 +40,8 @@ SUMMARY_FILE = "summary.json"
 @dataclasses.dataclass
 class RunSettings:
     """Everything a training run is made from. ``None`` means: from the agent
-    config, or for the schedule (``total_steps``, ``eval_every``,
-    ``checkpoint_every``) from the environment (see ``complete_schedule``)."""
+    config, or for ``total_steps`` and ``checkpoint_every`` from the
+    environment (see ``complete_schedule``)."""
 
     env: str
     agent: str = "lambda"
@@ -51,7 +51,7 @@ class RunSettings:
     results_dir: str = "results"
     seed: int = 0
     total_steps: int | None = None
-    eval_every: int | None = None
+    eval_every: int = 10_000  # A run also evaluates once at its end.
     eval_episodes: int = 1
     checkpoint_every: int | None = None
     log_every: int = 1_000
@@ -67,20 +67,16 @@ class RunSettings:
 def complete_schedule(settings: RunSettings) -> RunSettings:
     """Fills the schedule the settings leave open: ``total_steps`` from the
     environment's budget (``envs.default_total_steps``: 1M for safety-gymnasium
-    and gymnasium tasks, less for the package's small tasks), evaluations and
-    checkpoints every tenth of it (at most every 10,000 steps)."""
+    and gymnasium tasks, less for the package's small tasks) and checkpoints
+    every tenth of it (at most every 10,000 steps), so that a short run also
+    resumes from close to where it stopped."""
     total_steps = settings.total_steps
     if total_steps is None:
         total_steps = envs_lib.default_total_steps(settings.env)
-    interval = min(10_000, max(total_steps // 10, 1))
-    return dataclasses.replace(
-        settings,
-        total_steps=total_steps,
-        eval_every=interval if settings.eval_every is None else settings.eval_every,
-        checkpoint_every=interval
-        if settings.checkpoint_every is None
-        else settings.checkpoint_every,
-    )
+    checkpoint_every = settings.checkpoint_every
+    if checkpoint_every is None:
+        checkpoint_every = min(10_000, max(total_steps // 10, 1))
+    return dataclasses.replace(settings, total_steps=total_steps, checkpoint_every=checkpoint_every)
 
 
 def _check_positive(**values) -> None:
