@@ -29,8 +29,7 @@ flags.DEFINE_list(
 flags.DEFINE_integer(
     "total_steps",
     None,
-    "Environment steps to train for (default: the environment's budget: 1M, "
-    "saferl_ConstrainedPendulum-v0 4k, saferl_PointHazard-v0 8k).",
+    "Environment steps to train for (default: the environment's budget; 1M where it names none).",
 )
 flags.DEFINE_integer(
     "eval_every", 10_000, "Evaluate every N environment steps and at the end (0: never)."

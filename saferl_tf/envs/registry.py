@@ -110,9 +110,8 @@ def task_functions(env_id: str) -> TaskFunctions | None:
 def default_total_steps(env_id: str) -> int:
     """The training budget runs on ``env_id`` get unless they name one."""
     spec = parse_env_id(env_id)
-    if spec.family == "saferl" and own_env(spec.name).total_steps is not None:
-        return own_env(spec.name).total_steps
-    return DEFAULT_TOTAL_STEPS
+    budget = own_env(spec.name).total_steps if spec.family == "saferl" else None
+    return DEFAULT_TOTAL_STEPS if budget is None else budget
 
 
 def safexp_to_safety_gymnasium(name: str) -> str:

@@ -86,8 +86,8 @@ def _check_positive(**values) -> None:
 
 
 def resolve(settings: RunSettings):
-    """Checks the settings (their schedule completed); returns (agent class,
-    agent config, run folder)."""
+    """Checks settings whose schedule is complete (``complete_schedule``);
+    returns (agent class, agent config, run folder)."""
     _check_positive(
         total_steps=settings.total_steps,
         num_envs=settings.num_envs,
