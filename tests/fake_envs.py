@@ -62,7 +62,16 @@ class CrashingEnv(CountingEnv):
         return super().step(action)
 
 
+class ActionRewardEnv(CountingEnv):
+    """Reward 1 + 0 * sum(action): a NaN action gives a NaN reward."""
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = super().step(action)
+        return observation, reward + 0.0 * float(np.sum(action)), terminated, truncated, info
+
+
 register_env("TestCounting-v0", lambda **kwargs: CountingEnv(**kwargs), max_episode_steps=100)
 register_env("TestCountingLong-v0", lambda **kwargs: CountingEnv(length=1000, **kwargs))
 register_env("TestCountingBudget-v0", lambda **kwargs: CountingEnv(**kwargs), total_steps=60)
 register_env("TestCrashing-v0", lambda **kwargs: CrashingEnv(**kwargs))
+register_env("TestActionReward-v0", lambda **kwargs: ActionRewardEnv(**kwargs))

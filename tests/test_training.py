@@ -114,13 +114,69 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train(_settings(tmp_path, total_steps=40, safety=True))
 
 
-def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
+def _files(folder):
+    """{relative path: bytes} of every file under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     train(_settings(tmp_path, total_steps=20, eval_every=0, checkpoint_every=10))
-    data = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-20.data-*"))[0]
+    checkpoints = tmp_path / "run" / "checkpoints"
+    data = sorted(checkpoints.glob("ckpt-20.data-*"))[0]
     data.write_bytes(b"\0" * 10)
-    with pytest.raises(CheckpointError, match="ckpt-20"):
+    summary = train(_settings(tmp_path, total_steps=40, eval_every=0, checkpoint_every=10))
+    assert summary["env_steps"] == 40
+    # The unusable checkpoint is kept, out of the way; the run resumed from ckpt-10.
+    assert (checkpoints / "unusable" / data.name).read_bytes() == b"\0" * 10
+    steps = [r["step"] for r in read_metrics(tmp_path / "run") if "train/episode_return" in r]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # No step logged twice.
+
+
+def test_checkpoints_that_all_fail_are_reported_and_kept(tmp_path):
+    train(_settings(tmp_path, total_steps=20, eval_every=0, checkpoint_every=10))
+    for data in (tmp_path / "run" / "checkpoints").glob("ckpt-*.data-*"):
+        data.write_bytes(b"\0" * 10)
+    before = _files(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="none of the 2 checkpoints"):
         train(_settings(tmp_path, total_steps=40, eval_every=0))
-    assert data.read_bytes() == b"\0" * 10
+    assert _files(tmp_path / "run") == before
+
+
+@pytest.mark.parametrize("damage", ["garbage {{{", None])
+def test_a_damaged_or_missing_checkpoint_index_resumes_from_the_files(tmp_path, damage):
+    train(_settings(tmp_path, total_steps=30, eval_every=0, checkpoint_every=10))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    index = checkpoints / "checkpoint"
+    if damage is None:
+        index.unlink()
+    else:
+        index.write_text(damage)
+    assert tf.train.latest_checkpoint(str(checkpoints)) is None  # What TF alone would see.
+    replay_before = _files(tmp_path / "run" / "replay")
+    summary = train(_settings(tmp_path, total_steps=50, eval_every=0, checkpoint_every=10))
+    assert summary["env_steps"] == 50
+    # Resumed at 30: the old episodes are untouched, and no step was logged twice.
+    replay_after = _files(tmp_path / "run" / "replay")
+    assert all(replay_after[name] == data for name, data in replay_before.items())
+    steps = [r["step"] for r in read_metrics(tmp_path / "run") if "train/episode_return" in r]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 50
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-50")
+    if damage is not None:
+        assert (checkpoints / "checkpoint.damaged").read_text() == damage
+
+
+def test_a_run_folder_without_any_checkpoint_is_refused_and_untouched(tmp_path):
+    train(_settings(tmp_path, total_steps=30, eval_every=0, checkpoint_every=10))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for path in checkpoints.glob("ckpt-*"):
+        path.unlink()
+    before = _files(tmp_path / "run")
+    with pytest.raises(CheckpointError) as error:
+        train(_settings(tmp_path, total_steps=60, eval_every=0))
+    message = str(error.value)
+    assert "replay files" in message and "metrics.jsonl" in message and "\n" not in message
+    assert "no usable checkpoint" in message and "only checkpoint" in message
+    assert _files(tmp_path / "run") == before
 
 
 @register_agent("test_diverging")

@@ -10,7 +10,8 @@ Every launcher drives an agent through this call sequence::
     agent.observe(Transition(observation, action, reward, cost,
                              next_observation, terminated, truncated))
     metrics = agent.update()        # 0..n compiled train steps on the agent's
-                                    # own schedule; {name: float}
+                                    # own schedule; {name: float}; between steps
+                                    # it asks agent.control whether to stop
     agent.save(directory); agent.restore(directory)
 
 ``explore=False`` asks for the deterministic (evaluation) policy. ``is_first``
@@ -44,10 +45,26 @@ import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
 
-from saferl_tf.checkpoints import restore_checkpoint
+from saferl_tf.checkpoints import restore_newest
 from saferl_tf.config import AgentConfig
 from saferl_tf.data.replay import EpisodeReplay
 from saferl_tf.errors import UnknownNameError, did_you_mean
+
+
+class UpdateControl:
+    """What the training loop lends an agent while ``update()`` runs.
+
+    An agent whose ``update()`` runs many train steps checks ``should_stop()``
+    between them (so that SIGINT/SIGTERM stop a run within one step, not one
+    round) and calls ``report(done, total)`` after each (so that progress moves
+    during long rounds). This default never stops and shows nothing.
+    """
+
+    def should_stop(self) -> bool:
+        return False
+
+    def report(self, done: int, total: int) -> None:
+        """``done`` of ``total`` train steps of the current round are finished."""
 
 
 @dataclasses.dataclass
@@ -103,6 +120,7 @@ class Agent(tf.Module):
         # where it has them; agents that plan with them read this.
         self.task = task
         self.rng = np.random.default_rng(seed)
+        self.control = UpdateControl()  # The training loop lends its own.
         replay_dir = Path(directory) / "replay" if directory is not None else None
         self.replay = EpisodeReplay(replay_dir, config.replay_capacity, num_envs, seed=seed + 1)
         self.num_steps = 0  # Transitions observed (agent steps, all environments).
@@ -163,6 +181,12 @@ class Agent(tf.Module):
     def _update(self) -> dict[str, Any]:
         return {}
 
+    @classmethod
+    def cpu_hint(cls, config: AgentConfig) -> str | None:
+        """A line for users without a GPU when ``config`` is sized for one
+        (expected speed, and the preset to use instead); None when it is not."""
+        return None
+
     # --- Checkpoints --------------------------------------------------------
 
     def before_checkpoint(self) -> None:
@@ -195,10 +219,8 @@ class Agent(tf.Module):
 
     def restore(self, directory: str | Path) -> bool:
         """Restores the newest checkpoint in ``directory``; False if there is none."""
-        latest = tf.train.latest_checkpoint(str(directory))
-        if latest is None:
+        if restore_newest(tf.train.Checkpoint(agent=self), directory) is None:
             return False
-        restore_checkpoint(tf.train.Checkpoint(agent=self), latest)
         self.after_restore()
         return True
 

@@ -41,8 +41,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from gymnasium import spaces
 
-from saferl_tf.agents.base import Agent, register_agent
-from saferl_tf.config import AgentConfig
+from saferl_tf.agents.base import Agent, preset_names, register_agent
+from saferl_tf.config import AgentConfig, build_config
 from saferl_tf.errors import ConfigError
 from saferl_tf.models.networks import ConvDecoder, ConvEncoder, mlp, preprocess_image
 from saferl_tf.models.rssm import RSSM, RSSMState, balanced_kl, imagine
@@ -155,6 +155,9 @@ class LambdaAgent(Agent):
         self.model_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.behavior_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.last_train_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        # Updates still due in the current round; a stop between updates keeps
+        # the count in the checkpoint, so a resumed run finishes the round.
+        self.remaining_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
         agent_steps = max(config.episode_length // config.action_repeat, 1)
         gamma = config.safety_discount
         self.discounted_cost_limit = (config.cost_limit / agent_steps) * (
@@ -168,6 +171,34 @@ class LambdaAgent(Agent):
         self._policy_step = tf.function(self._policy_step_impl, jit_compile=jit)
         self.trace_counts = {"model": 0, "behavior": 0, "policy": 0}
         self._acting_state = {True: None, False: None}
+
+    # Measured at the paper's size on the project's 2-core CPU (docs/BENCHMARKS.md,
+    # tools/bench_lambda.py): seconds per (model, actor-critic) update pair.
+    _PAPER_CPU_SECONDS = {"vector": 0.57 + 29.0, "pixels": 16.5 + 36.5}
+
+    @staticmethod
+    def _imagination_work(config) -> float:
+        """Multiply-adds of one actor-critic update, up to a constant: imagined
+        states times the square of the network width."""
+        states = config.batch_size * config.sequence_length * config.posterior_samples
+        return states * config.horizon * max(config.dense_units, config.deter_size) ** 2
+
+    @classmethod
+    def cpu_hint(cls, config) -> str | None:
+        cpu = build_config(cls.Config, preset_names(cls), "vector,cpu")
+        work = cls._imagination_work(config)
+        if work <= 4 * cls._imagination_work(cpu):
+            return None
+        paper = cls._imagination_work(cls.Config())
+        seconds = cls._PAPER_CPU_SECONDS[config.observation] * work / paper
+        rate = config.train_every / (config.train_steps * seconds)
+        return (
+            f"no GPU is visible and this LAMBDA config is sized for one: expect about "
+            f"{rate:.2g} environment steps/s on a 2-core CPU ({seconds:.0f} s per update, "
+            f"{config.train_steps} updates every {config.train_every} steps; "
+            "docs/BENCHMARKS.md). On a CPU use --config=vector,cpu (about 5 steps/s) "
+            "or --config=debug"
+        )
 
     # --- Building ------------------------------------------------------------
 
@@ -335,16 +366,23 @@ class LambdaAgent(Agent):
         if env_steps < config.warmup_steps:
             return {}
         last = int(self.last_train_step.numpy())
-        if last >= 0 and env_steps - last < config.train_every:
-            return {}
-        updates = config.pretrain_updates if last < 0 else config.train_steps
+        total = config.pretrain_updates if last < 0 else config.train_steps
+        remaining = int(self.remaining_updates.numpy())  # > 0: a round was interrupted.
+        if remaining == 0:
+            if last >= 0 and env_steps - last < config.train_every:
+                return {}
+            remaining = total
         metrics: dict = {}
-        for _ in range(updates):
+        while remaining > 0 and not self.control.should_stop():
             batch = self._sample_batch()
             if batch is None:
-                return metrics  # Too little data for one sequence yet; try again later.
+                break  # Too little data for one sequence yet; try again later.
             metrics = self.train_batch(batch)
-        self.last_train_step.assign(env_steps)
+            remaining -= 1
+            self.control.report(total - remaining, total)
+        self.remaining_updates.assign(remaining)
+        if remaining == 0:
+            self.last_train_step.assign(env_steps)
         return metrics
 
     def _sample_batch(self):

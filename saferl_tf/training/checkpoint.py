@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from saferl_tf.checkpoints import restore_checkpoint
+from saferl_tf.checkpoints import restore_newest
 
 
 class LoopState(tf.Module):
@@ -33,9 +33,14 @@ class RunCheckpoint:
     def __init__(self, directory: str | Path, agent, loop: LoopState, max_to_keep: int = 3):
         self.directory = Path(directory)
         self.agent = agent
+        self.max_to_keep = max_to_keep
         self._checkpoint = tf.train.Checkpoint(agent=agent, loop=loop)
-        self._manager = tf.train.CheckpointManager(
-            self._checkpoint, str(self.directory), max_to_keep=max_to_keep
+        self._manager = self._make_manager()
+        self.restored: str | None = None
+
+    def _make_manager(self) -> tf.train.CheckpointManager:
+        return tf.train.CheckpointManager(
+            self._checkpoint, str(self.directory), max_to_keep=self.max_to_keep
         )
 
     @property
@@ -47,15 +52,17 @@ class RunCheckpoint:
         return self._manager.save(checkpoint_number=int(step))
 
     def restore(self) -> bool:
-        """Restores the newest checkpoint; False when there is none.
+        """Restores the newest checkpoint that restores; False when there is none.
 
-        Raises CheckpointError (one line) when the checkpoint exists but does
-        not restore: a corrupt file, or one written by a different agent.
+        Found from the files as well as the index (``checkpoints.restore_newest``).
+        Raises CheckpointError (one line) when checkpoints exist but none
+        restores: corrupt files, or ones written by a different agent.
         """
-        latest = self.latest
-        if latest is None:
+        self.restored = restore_newest(self._checkpoint, self.directory)
+        if self.restored is None:
             return False
-        restore_checkpoint(self._checkpoint, latest)
-        logging.info("restored %s", latest)
+        # The index may have been rebuilt: the manager must see the files it lists.
+        self._manager = self._make_manager()
+        logging.info("restored %s", self.restored)
         self.agent.after_restore()
         return True

@@ -28,9 +28,10 @@ import tensorflow as tf
 from saferl_tf import envs as envs_lib
 from saferl_tf.agents import agent_class, make_agent
 from saferl_tf.agents.base import preset_names
+from saferl_tf.checkpoints import checkpoint_candidates
 from saferl_tf.config import build_config, config_to_dict
-from saferl_tf.errors import ConfigError
-from saferl_tf.training.logger import Logger
+from saferl_tf.errors import CheckpointError, ConfigError, UserError
+from saferl_tf.training.logger import METRICS_FILE, Logger
 from saferl_tf.training.loop import LoopSettings, Trainer
 
 CONFIG_FILE = "config.json"
@@ -152,20 +153,55 @@ def check_same_run(run_dir: Path, record: dict, keys, nested: str, what: str = "
         )
 
 
+def make_run_dir(run_dir: Path) -> None:
+    """Creates the run folder, or a one-line UserError naming it and why not."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the run folder {run_dir}: {error.strerror or error}"
+        ) from None
+
+
 def _write_json(path: Path, data: dict) -> None:
+    """Writes ``path`` whole or not at all (a full disk leaves the old file)."""
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _resume_step(checkpoint_dir: Path) -> int:
-    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
-    if latest is None:
-        return 0
-    try:
-        return int(latest.rsplit("-", 1)[-1])
-    except ValueError:
-        return 0
+    candidates = checkpoint_candidates(checkpoint_dir)
+    return int(candidates[0].rsplit("-", 1)[-1]) if candidates else 0
+
+
+def _refuse_unresumable(run_dir: Path, checkpoint_dir: Path) -> None:
+    """A folder holding a run's data but no checkpoint would be trained again
+    from step 0 over that data: refuse it, touching nothing."""
+    if checkpoint_candidates(checkpoint_dir):
+        return
+    found = []
+    replay = sorted((run_dir / "replay").glob("*.npz")) if (run_dir / "replay").is_dir() else []
+    if replay:
+        found.append(f"{len(replay)} replay files")
+    metrics = run_dir / METRICS_FILE
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        found.append(METRICS_FILE)
+    if (run_dir / SUMMARY_FILE).is_file():
+        found.append(SUMMARY_FILE)
+    if not found:
+        return
+    leftovers = sorted(p.name for p in checkpoint_dir.iterdir()) if checkpoint_dir.is_dir() else []
+    what = f"only {', '.join(leftovers)}" if leftovers else "no checkpoint files"
+    raise CheckpointError(
+        f"{run_dir} holds a run ({', '.join(found)}) but no usable checkpoint "
+        f"({checkpoint_dir} has {what}); training would start again from step 0 over it. "
+        "Move the folder aside (or delete it) to start afresh, or choose another --run_dir"
+    )
 
 
 def parse_seeds(values) -> list[int]:
@@ -203,9 +239,9 @@ def train(settings: RunSettings) -> dict:
     record = _record(settings, config)
     # The agent, the env and the agent config must match.
     check_same_run(run_dir, record, ("agent", "env"), "agent_config")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / CONFIG_FILE, record)
     checkpoint_dir = run_dir / "checkpoints"
+    _refuse_unresumable(run_dir, checkpoint_dir)
+    make_run_dir(run_dir)
     # Environments of a resumed run get fresh seeds, so that it does not replay
     # the episodes it saw before its checkpoint.
     env_seed = settings.seed * 1_000_003 + _resume_step(checkpoint_dir)
@@ -221,6 +257,10 @@ def train(settings: RunSettings) -> dict:
         file=sys.stderr,
         flush=True,
     )
+    if not tf.config.list_physical_devices("GPU"):
+        hint = cls.cpu_hint(config)
+        if hint:
+            print(f"saferl_tf: {hint}", file=sys.stderr, flush=True)
     envs = envs_lib.make_vector(settings.env, settings.num_envs, seed=env_seed, **env_kwargs)
     logger = Logger(run_dir)
     try:
@@ -252,6 +292,8 @@ def train(settings: RunSettings) -> dict:
                 settings.env, seed=env_seed + 999_983, **env_kwargs
             ),
         )
+        trainer.restore()  # Before anything is written: a refused resume changes nothing.
+        _write_json(run_dir / CONFIG_FILE, record)
         summary = trainer.run()
     finally:
         envs.close()

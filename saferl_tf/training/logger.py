@@ -25,8 +25,15 @@ class Logger:
     def __init__(self, log_dir: str | Path):
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        self._event_writer = None
         self._metrics = open(self.log_dir / METRICS_FILE, "a", buffering=1)  # noqa: SIM115
+
+    @property
+    def _writer(self):
+        # Made at the first write, so that a run refused at start leaves no file.
+        if self._event_writer is None:
+            self._event_writer = tf.summary.create_file_writer(str(self.log_dir))
+        return self._event_writer
 
     def write(self, metrics: Mapping[str, float], step: int) -> None:
         if not metrics:
@@ -52,11 +59,13 @@ class Logger:
             tf.summary.image(name, frames[:: max(1, len(frames) // 8)], max_outputs=8)
 
     def flush(self) -> None:
-        self._writer.flush()
+        if self._event_writer is not None:
+            self._event_writer.flush()
         self._metrics.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        if self._event_writer is not None:
+            self._event_writer.close()
         self._metrics.close()
 
     def set_aside_after(self, step: int) -> int:

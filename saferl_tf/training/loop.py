@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from saferl_tf.agents.base import Agent, Transition
+from saferl_tf.agents.base import Agent, Transition, UpdateControl
 from saferl_tf.envs.vector import VectorEnv
 from saferl_tf.envs.wrappers import SafeEnv
 from saferl_tf.errors import NonFiniteError
@@ -48,13 +48,22 @@ class LoopSettings:
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint was written."""
+    """SIGINT or SIGTERM arrived. ``checkpoint`` is the one written on the way
+    out, or None when a second signal stopped the run at once (the last
+    scheduled checkpoint is then the newest)."""
 
     def __init__(self, signum: int, step: int, checkpoint: str | None):
         self.signum = signum
         self.step = step
         self.checkpoint = checkpoint
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        if checkpoint is None:
+            detail = "at once by a second signal; its last checkpoint is kept"
+        else:
+            detail = f"with checkpoint {checkpoint}"
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} at step {step}, {detail}. "
+            "Run the same command again to resume"
+        )
 
     @property
     def exit_code(self) -> int:
@@ -63,15 +72,21 @@ class Interrupted(Exception):
 
 @contextlib.contextmanager
 def stop_on_signals(flag: dict):
-    """Turns SIGINT/SIGTERM into a flag that the loop checks after each step."""
+    """Turns SIGINT/SIGTERM into ``flag["signum"]``, which the loop checks after
+    each step and agents between train steps (``UpdateControl``).
+
+    A second signal stops at once (KeyboardInterrupt), except while a
+    checkpoint is being written (``flag["saving"]``): the save finishes first,
+    so a second Ctrl-C never loses the checkpoint.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        if flag.get("signum") == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # A second Ctrl-C: stop now.
-        flag["signum"] = signum
+        if "signum" in flag and not flag.get("saving"):
+            raise KeyboardInterrupt  # A second signal: stop now.
+        flag.setdefault("signum", signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -79,6 +94,35 @@ def stop_on_signals(flag: dict):
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+class _LoopControl(UpdateControl):
+    """The loop's ``UpdateControl``: stops on a signal, shows long update rounds."""
+
+    def __init__(self, stop: dict, progress: Progress, min_interval: float = 0.5):
+        self.stop = stop
+        self.progress = progress
+        self.min_interval = min_interval
+        self.begin()
+
+    def begin(self) -> None:
+        """Called before each ``agent.update()``."""
+        self._start = self._last = time.monotonic()
+        self._count = 0
+        self.showing = False
+
+    def should_stop(self) -> bool:
+        return "signum" in self.stop
+
+    def report(self, done: int, total: int) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last < self.min_interval:
+            return
+        self._last = now
+        seconds = (now - self._start) / self._count
+        self.progress.status(f"update {done}/{total}, {seconds:.3g} s/update")
+        self.showing = True
 
 
 class Trainer:
@@ -102,6 +146,8 @@ class Trainer:
         self.state = LoopState()
         self.checkpoint = RunCheckpoint(checkpoint_dir, agent, self.state)
         self.resumed_from: str | None = None
+        self._stop: dict = {}  # Filled by stop_on_signals while ``run`` runs.
+        self._restored: bool | None = None
 
     # --- Counters live in Python during the loop; variables only at save time.
 
@@ -114,6 +160,13 @@ class Trainer:
         self.next_checkpoint = int(self.state.next_checkpoint.numpy())
 
     def _save(self) -> str:
+        self._stop["saving"] = True  # A signal now waits for the save (stop_on_signals).
+        try:
+            return self._save_now()
+        finally:
+            self._stop.pop("saving", None)
+
+    def _save_now(self) -> str:
         self.state.env_steps.assign(self.env_steps)
         self.state.episodes.assign(self.episodes)
         self.state.total_cost.assign(self.total_cost)
@@ -125,8 +178,16 @@ class Trainer:
         return path
 
     def restore(self) -> bool:
+        """Restores the newest usable checkpoint (once; ``run`` calls it if the
+        caller has not); False when the run starts afresh."""
+        if self._restored is not None:
+            return self._restored
+        self._restored = self._restore()
+        return self._restored
+
+    def _restore(self) -> bool:
         if self.checkpoint.restore():
-            self.resumed_from = self.checkpoint.latest
+            self.resumed_from = self.checkpoint.restored
             self._load_counters()
             self.logger.set_aside_after(self.env_steps)
             return True
@@ -151,7 +212,10 @@ class Trainer:
         progress = Progress(settings.total_steps, self.env_steps, settings.progress)
         if self.resumed_from:
             progress.write(f"resumed from {self.resumed_from} at step {self.env_steps}")
-        stop: dict = {}
+        stop = self._stop
+        stop.clear()
+        control = _LoopControl(stop, progress)
+        self.agent.control = control
         num_envs = self.envs.num_envs
         try:
             with stop_on_signals(stop):
@@ -193,7 +257,7 @@ class Trainer:
                             "train/cost_rate": self.total_cost / self.env_steps,
                             "train/episodes": self.episodes,
                         }
-                        self.logger.write(metrics, self.env_steps)
+                        self._log(metrics)
                         summary.update(metrics)
                         progress.set(
                             ret=episode_return[index],
@@ -203,10 +267,10 @@ class Trainer:
                         episode_return[index] = episode_cost[index] = episode_length[index] = 0
                     observation = step.next_observation
 
-                    update_metrics = self.agent.update()
-                    if update_metrics:
-                        _check_finite(update_metrics, self.env_steps, self.checkpoint.latest)
-                        self.logger.write(update_metrics, self.env_steps)
+                    control.begin()
+                    self._log(self.agent.update())
+                    if control.showing:
+                        progress.status(None)
                     progress.update(steps)
 
                     if self.env_steps >= next_log:
@@ -221,7 +285,7 @@ class Trainer:
                     if self.env_steps >= self.next_checkpoint:
                         self.next_checkpoint = self.env_steps + settings.checkpoint_every
                         self._save()
-                    if stop:
+                    if "signum" in stop:
                         path = self._save()
                         raise Interrupted(stop["signum"], self.env_steps, path)
                 # Collection throughput without start-up, final evaluation and saving.
@@ -231,13 +295,22 @@ class Trainer:
                 if settings.eval_every > 0 and self.last_eval != self.env_steps:
                     summary.update(self.evaluate())
                 self._save()
+        except KeyboardInterrupt:
+            raise Interrupted(signal.SIGINT, self.env_steps, None) from None
         finally:
+            self.agent.control = UpdateControl()
             progress.close()
             self.logger.flush()
             if self._eval_env is not None:
                 self._eval_env.close()
         summary["env_steps"] = self.env_steps
         return summary
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        """Writes ``metrics``; a non-finite one stops the run before it is written."""
+        if metrics:
+            _check_finite(metrics, self.env_steps, self.checkpoint.latest)
+            self.logger.write(metrics, self.env_steps)
 
     def evaluate(self) -> dict[str, float]:
         """Runs ``eval_episodes`` episodes with the deterministic policy and logs them."""
@@ -269,7 +342,7 @@ class Trainer:
             "eval/episode_length": float(np.mean(lengths)),
             "eval/cost_rate": float(np.sum(costs) / max(np.sum(lengths), 1)),
         }
-        self.logger.write(metrics, self.env_steps)
+        self._log(metrics)
         self.last_eval = self.env_steps
         return metrics
 

@@ -43,6 +43,22 @@ class Progress:
         parts += [f"{k} {v}" for k, v in self._postfix.items()]
         print(" | ".join(parts), file=sys.stderr, flush=True)
 
+    def status(self, text: str | None) -> None:
+        """Shows what the run is doing between steps (an update round), or clears it."""
+        if not self.enabled:
+            return
+        if text is None:
+            self._postfix.pop("doing", None)
+        else:
+            self._postfix["doing"] = text
+        if self._bar is not None:
+            self._bar.set_postfix(self._postfix, refresh=True)
+            return
+        now = time.monotonic()
+        if text is not None and now - self._last_print >= self._interval:
+            self._last_print = now
+            self._print_line(now)
+
     def set(self, **values: float) -> None:
         self._postfix.update({k: f"{v:.3g}" for k, v in values.items()})
         if self._bar is not None:
