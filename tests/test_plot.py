@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 
-from saferl_tf.analysis import results
+from saferl_tf.analysis import results, stats
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = str(ROOT / "tools" / "plot.py")
@@ -424,3 +425,47 @@ def test_learning_table_sums_every_training_violation(python, subprocess_env, tm
                       "--table", f"--output_dir={tmp_path / 'plots'}")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "| EnvP-v0 | pessimistic | 1 | 400 | -400.0 | 4.0 |" in result.stdout
+
+
+def test_learning_table_adds_iqm_and_bootstrap_interval_from_five_runs(
+    python, subprocess_env, tmp_path
+):
+    # cem: 6 runs, final returns with an outlier; safe: 4 runs, below the IQM threshold.
+    finals = {"cem": [-300.0, -250.0, -1200.0, -280.0, -320.0, -260.0], "safe": [-1, -2, -3, -4]}
+    rates = {"cem": [0.1, 0.2, 0.05, 0.3, 0.15, 0.25], "safe": [0.0, 0.01, 0.0, 0.02]}
+    for algo in finals:
+        for seed, (final, rate) in enumerate(zip(finals[algo], rates[algo])):
+            rows = [
+                {"step": 100, "train/episode_return": -900.0, "train/cost_rate": 1.0},
+                {"step": 400, "train/episode_return": final, "train/cost_rate": rate},
+            ]
+            write_jsonl(tmp_path / algo / "EnvP-v0" / str(seed), rows)
+    rows = results.summarize_learning(tmp_path, resamples=2000, seed=3)
+    cem, safe = rows
+    assert (cem.algo, cem.runs, safe.algo, safe.runs) == ("cem", 6, "safe", 4)
+    assert safe.final_return_iqm is None and safe.total_cost_iqm is None
+    totals = np.array(rates["cem"]) * 400
+    # The IQM drops one run from each end of 6: the outlier -1200 and the best -250.
+    assert cem.final_return_iqm.estimate == pytest.approx((-300 - 280 - 320 - 260) / 4)
+    assert cem.total_cost_iqm.estimate == pytest.approx(scipy.stats.trim_mean(totals, 0.25))
+    assert cem.final_return == pytest.approx(np.mean(finals["cem"]))  # Mean ± std stays.
+    for interval, scores in ((cem.final_return_iqm, finals["cem"]), (cem.total_cost_iqm, totals)):
+        assert interval == stats.stratified_bootstrap([scores], resamples=2000, seed=3)
+        assert interval.low <= interval.estimate <= interval.high
+        assert interval.low >= min(scores) and interval.high <= max(scores)
+    table = results.learning_table(rows, resamples=2000)
+    ret, cost = cem.final_return_iqm, cem.total_cost_iqm
+    assert (
+        f"| {ret.estimate:.1f} [{ret.low:.1f}, {ret.high:.1f}] "
+        f"| {cost.estimate:.1f} [{cost.low:.1f}, {cost.high:.1f}] |"
+    ) in table
+    assert "| EnvP-v0 | safe | 4 | 400 | -2.5 ± 1.1 | 3.0 ± 3.3 | — | — |" in table
+    assert "(2,000 resamples), from 5 runs up" in table
+    result = run_plot(python, subprocess_env, f"--data_path={tmp_path}", "--metrics=train",
+                      "--table", "--bootstrap_resamples=2000",
+                      f"--output_dir={tmp_path / 'plots'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # The tool seeds the bootstrap (seed 0 by default): the same table every time.
+    default_seed = results.summarize_learning(tmp_path, resamples=2000)
+    assert results.learning_table(default_seed, resamples=2000) in result.stdout
+    assert "| EnvP-v0 | cem | 6 | 400 | -435.0 ± 342.9 | 70.0 ± 34.2 |" in result.stdout

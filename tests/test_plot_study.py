@@ -74,3 +74,28 @@ def test_launcher_writes_png_and_pdf(tmp_path, python, subprocess_env):
         capture_output=True, text=True, env=subprocess_env, timeout=300,
     )  # fmt: skip
     assert missing.returncode == 2 and "error: no study.json" in missing.stderr
+
+
+def test_launcher_output_names_and_unwritable_output(tmp_path, python, subprocess_env):
+    _study(tmp_path)
+
+    def plot(output):
+        return subprocess.run(
+            [python, str(ROOT / "tools" / "plot_study.py"), f"--study_dir={tmp_path / 'study'}",
+             f"--output={output}"],
+            capture_output=True, text=True, env=subprocess_env, timeout=300,
+        )  # fmt: skip
+
+    # A dot in the name is not a suffix to replace; the folder is created.
+    result = plot(tmp_path / "figures" / "lr0.5")
+    assert result.returncode == 0, result.stderr
+    written = [tmp_path / "figures" / f"lr0.5.{suffix}" for suffix in ("png", "pdf")]
+    assert result.stdout.split() == [str(path) for path in written]
+    assert all(path.stat().st_size > 1000 for path in written)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    failed = plot(blocker / "study")
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: cannot use {blocker} as the output folder: it is a file"]
+    assert failed.stdout == ""

@@ -8,18 +8,21 @@ with a band of ± one standard deviation over runs (``--spread=minmax``: min to
 max), and the cost limit as a dashed line. ``--metrics=train`` plots the
 ``train/`` metrics instead of ``eval/``; ``--smooth=K`` averages each run over K
 logged points first; ``--table`` also prints, per algorithm, the final return
-and the total cost during learning (mean ± std over runs). Unreadable runs are
-skipped with a ``warning:`` line each; when nothing can be plotted: one
-``error:`` line, exit code 2.
+and the total cost during learning: mean ± std over runs and, from 5 runs up,
+the interquartile mean with a 95% stratified-bootstrap interval
+(``--bootstrap_resamples``, seeded). Unreadable runs are skipped with a
+``warning:`` line each; when nothing can be plotted or a figure cannot be
+written (no permission, no space): one ``error:`` line, exit code 2. Figures
+are written to a temporary file and renamed, so a failed write leaves an
+earlier figure as it was.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from absl import app, flags
 
 from saferl_tf import cli
+from saferl_tf.analysis import stats
 from saferl_tf.errors import UserError
 
 flags.DEFINE_string(
@@ -40,6 +43,12 @@ flags.DEFINE_enum("spread", "std", ["std", "minmax"], "Band: mean ± 1 std, or m
 flags.DEFINE_bool(
     "table", False, "Also print a Markdown table: final return and total cost during learning."
 )
+flags.DEFINE_integer(
+    "bootstrap_resamples",
+    stats.BOOTSTRAP_RESAMPLES,
+    "Bootstrap resamples for the --table IQM intervals (rliable's default).",
+    lower_bound=1,
+)
 
 FLAGS = flags.FLAGS
 
@@ -50,7 +59,9 @@ def main(argv):
 
     matplotlib.use("Agg")  # Files only: no display needed.
     from saferl_tf.analysis import results
+    from saferl_tf.analysis.output import make_output_dir, save_figure
 
+    # Not cli.run_guarded: it imports the training loop, and so TensorFlow (seconds).
     try:
         figures = results.plot_results(
             FLAGS.data_path,
@@ -59,20 +70,20 @@ def main(argv):
             smooth=FLAGS.smooth,
             spread=FLAGS.spread,
         )
-        output_dir = Path(FLAGS.output_dir or FLAGS.data_path)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        output_dir = make_output_dir(FLAGS.output_dir or FLAGS.data_path)
         for env, figure in figures.items():
             for suffix in ("png", "pdf"):
-                path = output_dir / f"{env}.{suffix}"
-                figure.savefig(path, dpi=150)
-                print(path, flush=True)
+                print(save_figure(figure, output_dir / f"{env}.{suffix}", dpi=150), flush=True)
         if FLAGS.table:
-            rows = results.summarize_learning(FLAGS.data_path, prefix=FLAGS.metrics)
-            print(results.learning_table(rows), flush=True)
+            resamples = FLAGS.bootstrap_resamples
+            rows = results.summarize_learning(
+                FLAGS.data_path, prefix=FLAGS.metrics, resamples=resamples
+            )
+            print(results.learning_table(rows, resamples=resamples), flush=True)
     except UserError as error:
         cli.fail(str(error), error.exit_code)
-    except OSError as error:
-        cli.fail(f"cannot write the plots: {error}")
+    except OSError as error:  # Reading the tree: an unreadable folder or file.
+        cli.fail(f"cannot read the results: {error}")
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@ For each objective group of ``<data_path>/<method>/<objective>/<seed>/``
 scale) or best value so far against evaluations, the mean over runs per method
 with a band of ± one standard deviation (``--spread=minmax``: min to max), and
 the episode cost beside it where runs logged one. Prints the final values as a
-table. When nothing can be plotted: one ``error:`` line, exit code 2.
+table. When nothing can be plotted or a figure cannot be written (no
+permission, no space): one ``error:`` line, exit code 2; a failed write leaves
+an earlier figure as it was.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from absl import app, flags
 
@@ -35,15 +35,13 @@ def _plot():
 
     matplotlib.use("Agg")
     from saferl_tf.analysis import search
+    from saferl_tf.analysis.output import make_output_dir, save_figure
 
     figures = search.plot_search(FLAGS.data_path, spread=FLAGS.spread)
-    output_dir = Path(FLAGS.output_dir or FLAGS.data_path)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = make_output_dir(FLAGS.output_dir or FLAGS.data_path)
     for group, figure in figures.items():
         for suffix in ("png", "pdf"):
-            path = output_dir / f"{group}.{suffix}"
-            figure.savefig(path, dpi=120)
-            print(path)
+            print(save_figure(figure, output_dir / f"{group}.{suffix}", dpi=120))
     print(format_table(search.final_values(FLAGS.data_path)))
 
 

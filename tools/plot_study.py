@@ -1,8 +1,11 @@
 """Plots a tuning study: ``python tools/plot_study.py --study_dir=results/tune/...``.
 
-Writes ``<study_dir>/study.png`` and ``study.pdf``: objective and constraint per
-trial with feasibility, the best feasible value so far, the constraint limit,
-and for a 2-D search space the GP posterior mean of the objective.
+Writes ``<study_dir>/study.png`` and ``study.pdf`` (or ``<output>.png`` and
+``.pdf``): objective and constraint per trial with feasibility, the best
+feasible value so far, the constraint limit, and for a 2-D search space the GP
+posterior mean of the objective. A figure that cannot be written (no
+permission, no space) is one ``error:`` line, exit code 2, and leaves an
+earlier figure as it was.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from absl import app, flags
 from saferl_tf import cli
 
 flags.DEFINE_string("study_dir", None, "A study folder (holding study.json).", required=True)
-flags.DEFINE_string("output", "", "Output path without suffix (default <study_dir>/study).")
+flags.DEFINE_string(
+    "output",
+    "",
+    "Output path without suffix: writes <output>.png and .pdf (default <study_dir>/study).",
+)
 FLAGS = flags.FLAGS
 
 
@@ -27,6 +34,7 @@ def _plot():
     import matplotlib
 
     matplotlib.use("Agg")
+    from saferl_tf.analysis.output import make_output_dir, save_figure
     from saferl_tf.analysis.study import plot_study
     from saferl_tf.bo.study import Study
     from saferl_tf.errors import UserError
@@ -36,10 +44,12 @@ def _plot():
         raise UserError(f"no study.json in {FLAGS.study_dir}")
     figure = plot_study(study)
     output = Path(FLAGS.output or Path(FLAGS.study_dir) / "study")
+    if output.suffix in (".png", ".pdf"):
+        output = output.with_suffix("")
+    make_output_dir(output.parent)
     for suffix in ("png", "pdf"):
-        path = output.with_suffix(f".{suffix}")
-        figure.savefig(path, dpi=120)
-        print(path)
+        # Appended, not with_suffix: a name such as lr0.5 keeps its ".5".
+        print(save_figure(figure, output.with_name(f"{output.name}.{suffix}"), dpi=120))
 
 
 if __name__ == "__main__":

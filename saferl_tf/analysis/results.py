@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from saferl_tf.analysis import stats
 from saferl_tf.errors import UserError
 
 if TYPE_CHECKING:
@@ -538,7 +539,8 @@ def plot_results(
 
 
 class LearningSummary(NamedTuple):
-    """One algorithm on one environment, over its runs (mean and std over runs)."""
+    """One algorithm on one environment, over its runs (mean and std over runs, and
+    from ``stats.MIN_RUNS_FOR_IQM`` runs on the IQM with a 95% bootstrap interval)."""
 
     env: str
     algo: str
@@ -548,24 +550,45 @@ class LearningSummary(NamedTuple):
     total_cost: float  # Cost summed over every training step (cost_rate x steps).
     total_cost_std: float
     steps: float  # Environment steps trained (mean over runs).
+    final_return_iqm: stats.Interval | None = None  # None below the minimum of runs.
+    total_cost_iqm: stats.Interval | None = None
 
 
 def summarize_learning(
-    data_path: str | Path, *, prefix: str = "train", warn: Warn = warn_stderr
+    data_path: str | Path,
+    *,
+    prefix: str = "train",
+    warn: Warn = warn_stderr,
+    min_runs_for_iqm: int = stats.MIN_RUNS_FOR_IQM,
+    resamples: int = stats.BOOTSTRAP_RESAMPLES,
+    seed: int = stats.BOOTSTRAP_SEED,
 ) -> list[LearningSummary]:
     """Final return and total training cost per (env, algorithm), from the tree.
 
     The total cost during learning is ``train/cost_rate`` (total cost over total
     environment steps so far) times the step it was logged at, at the last
     logged point: every violation while training counts, whatever the logging
-    interval. Raises ``NothingToPlotError`` when no run has the metrics.
+    interval. Means and stds are over runs (``ddof=0``). With at least
+    ``min_runs_for_iqm`` runs, each row also has the interquartile mean of both
+    quantities and its percentile 95% interval from ``resamples`` bootstrap resamples
+    of the runs (``stats.stratified_bootstrap`` with the row's environment as the one
+    stratum, generator seeded with ``seed``). Raises ``NothingToPlotError`` when no
+    run has the metrics.
     """
     if prefix not in PREFIXES:
         raise UserError(f"metrics prefix must be one of {', '.join(PREFIXES)}, got {prefix!r}")
+    if resamples < 1:
+        raise UserError(f"bootstrap resamples must be at least 1, got {resamples}")
     experiments = find_experiments(data_path, warn=warn)
     metrics = {f"{prefix}/episode_return": None, "train/cost_rate": None}
     curves = collect_curves(experiments, metrics, warn=warn)
     returns, rates = curves[f"{prefix}/episode_return"], curves["train/cost_rate"]
+
+    def interval(scores: np.ndarray) -> stats.Interval | None:
+        if scores.size < max(min_runs_for_iqm, 1):
+            return None
+        return stats.stratified_bootstrap([scores], resamples=resamples, seed=seed)
+
     rows = []
     for env in sorted(set(returns) & set(rates), key=_natural_key):
         for algo in sorted(set(returns[env]) & set(rates[env])):
@@ -579,7 +602,8 @@ def summarize_learning(
             steps = np.array([c.steps[-1] for _, c in paired])
             rows.append(LearningSummary(env, algo, len(paired), float(finals.mean()),
                                         float(finals.std()), float(totals.mean()),
-                                        float(totals.std()), float(steps.mean())))  # fmt: skip
+                                        float(totals.std()), float(steps.mean()),
+                                        interval(finals), interval(totals)))  # fmt: skip
     if not rows:
         raise NothingToPlotError(
             f"nothing to summarize under {data_path}: no run has {prefix}/episode_return "
@@ -588,20 +612,39 @@ def summarize_learning(
     return rows
 
 
-def learning_table(rows: Sequence[LearningSummary]) -> str:
-    """A Markdown table of ``summarize_learning``'s rows."""
+def learning_table(
+    rows: Sequence[LearningSummary],
+    *,
+    min_runs_for_iqm: int = stats.MIN_RUNS_FOR_IQM,
+    resamples: int = stats.BOOTSTRAP_RESAMPLES,
+) -> str:
+    """A Markdown table of ``summarize_learning``'s rows, and a line saying what the IQM
+    columns are (pass the same ``min_runs_for_iqm`` and ``resamples``)."""
     lines = [
-        "| env | algorithm | runs | steps | final return | total cost during learning |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| env | algorithm | runs | steps | final return | total cost during learning "
+        "| final return IQM [95% CI] | total cost IQM [95% CI] |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def cell(mean: float, std: float, runs: int) -> str:
         return f"{mean:.1f}" if runs == 1 else f"{mean:.1f} ± {std:.1f}"  # No spread of one run.
 
+    def iqm_cell(interval: stats.Interval | None) -> str:
+        if interval is None:
+            return "—"
+        return f"{interval.estimate:.1f} [{interval.low:.1f}, {interval.high:.1f}]"
+
     for row in rows:
         lines.append(
             f"| {row.env} | {row.algo} | {row.runs} | {row.steps:,.0f} | "
             f"{cell(row.final_return, row.final_return_std, row.runs)} | "
-            f"{cell(row.total_cost, row.total_cost_std, row.runs)} |"
+            f"{cell(row.total_cost, row.total_cost_std, row.runs)} | "
+            f"{iqm_cell(row.final_return_iqm)} | {iqm_cell(row.total_cost_iqm)} |"
         )
+    lines += [
+        "",
+        f"mean ± std (ddof=0) over runs; IQM: interquartile mean over runs, [95% CI]: "
+        f"percentile bootstrap over runs ({resamples:,} resamples), "
+        f"from {min_runs_for_iqm} runs up (— with fewer).",
+    ]
     return "\n".join(lines)
