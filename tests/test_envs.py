@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -234,3 +237,22 @@ def test_point_hazard_rewards_closeness_and_costs_inside_the_hazard():
     assert straight_cost >= 2 and np.linalg.norm(last[4:6]) < 0.1
     still_return, still_cost, _ = episode(lambda observation: np.zeros(2))
     assert still_cost == 0 and still_return < straight_return - 5
+
+
+def test_environments_step_without_importing_tensorflow():
+    """Worker processes register and step every own task without TensorFlow
+    (about 0.5 GB and seconds of start-up each); only planners call its functions."""
+    code = (
+        "import sys\n"
+        "from saferl_tf import envs\n"
+        "for env_id in envs.registry.own_ids():\n"
+        "    env = envs.make('saferl_' + env_id, seed=0)\n"
+        "    env.reset()\n"
+        "    env.step(env.action_space.sample())\n"
+        "    env.close()\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "print('ok', len(envs.registry.own_ids()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ok ") and int(result.stdout.split()[1]) >= 3

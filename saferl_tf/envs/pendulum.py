@@ -11,14 +11,14 @@ applied in (as gymnasium's Pendulum). Cost: 1 when the step ends with
 The torque cannot lift the pendulum directly, so a swing-up must pump energy,
 and pumping fast is what the speed limit forbids. The reward and cost are
 exposed as TensorFlow functions (``TASK_FUNCTIONS``) for planners that assume
-them known.
+them known. They import TensorFlow when called, not on import, so that
+environment worker processes (which register this task) stay without it.
 """
 
 from __future__ import annotations
 
 import gymnasium
 import numpy as np
-import tensorflow as tf
 from gymnasium import spaces
 
 from saferl_tf.envs.registry import TaskFunctions, register_env
@@ -79,6 +79,8 @@ class ConstrainedPendulumEnv(gymnasium.Env):
 
 def pendulum_reward(observation, action, next_observation):
     """The step reward on batches: [..., 3], [..., 1], [..., 3] -> [...]."""
+    import tensorflow as tf
+
     del next_observation
     angle = tf.atan2(observation[..., 1], observation[..., 0])
     torque = MAX_TORQUE * tf.clip_by_value(action[..., 0], -1.0, 1.0)
@@ -87,12 +89,16 @@ def pendulum_reward(observation, action, next_observation):
 
 def pendulum_cost(observation, action, next_observation):
     """The step cost on batches: 1.0 where the step ends faster than the limit."""
+    import tensorflow as tf
+
     del observation, action
     return tf.cast(tf.abs(next_observation[..., 2]) > SPEED_LIMIT, next_observation.dtype)
 
 
 def pendulum_step(observation, action):
     """The true dynamics on batches: observation [..., 3], action [..., 1] -> next [..., 3]."""
+    import tensorflow as tf
+
     angle = tf.atan2(observation[..., 1], observation[..., 0])
     torque = MAX_TORQUE * tf.clip_by_value(action[..., 0], -1.0, 1.0)
     acceleration = 3 * GRAVITY / (2 * LENGTH) * tf.sin(angle) + 3.0 / (MASS * LENGTH**2) * torque
