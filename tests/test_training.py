@@ -222,3 +222,10 @@ def test_logger_writes_videos(tmp_path):
         for value in event.summary.value
     ]
     assert images == [(7, "eval/policy")]
+
+
+def test_the_cost_rate_at_the_end_counts_the_unfinished_episode(tmp_path):
+    train(_settings(tmp_path, total_steps=15, eval_every=0))
+    rows = [r for r in read_metrics(tmp_path / "run") if "train/cost_rate" in r]
+    # Costs at t = 3, 6, 9 of the finished episode and t = 3 of the running one.
+    assert (rows[-1]["step"], rows[-1]["train/cost_rate"]) == (15, pytest.approx(4 / 15))

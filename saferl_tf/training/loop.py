@@ -291,7 +291,11 @@ class Trainer:
                 # Collection throughput without start-up, final evaluation and saving.
                 summary["loop_seconds"] = time.perf_counter() - loop_start
                 summary["loop_steps"] = self.env_steps - start_steps
-                summary["train/cost_rate"] = self.total_cost / max(self.env_steps, 1)
+                # Logged at the last step too, so that the cost of episodes still
+                # running at the end counts in the results tree's totals.
+                final = {"train/cost_rate": self.total_cost / max(self.env_steps, 1)}
+                self._log(final)
+                summary.update(final)
                 if settings.eval_every > 0 and self.last_eval != self.env_steps:
                     summary.update(self.evaluate())
                 self._save()
