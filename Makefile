@@ -1,8 +1,11 @@
 # Two commands do all the set-up on a fresh clone:
 #   make train   create .venv if missing, install, run the main job
 #   make test    create .venv if missing, install, run the default test suite
-# The install is idempotent: a stamp file records the requirement files it was
-# made from, so a second call installs nothing.
+# The install is idempotent: a stamp file is newer than the files it was made
+# from, so a second call installs nothing. saferl_tf goes in editable, so edits
+# to its modules and presets need no reinstall; setup.cfg (dependencies, console
+# scripts, package data) and pyproject.toml (build system) do, hence the stamp's
+# prerequisites. `make wheel` builds the wheel users install with pip.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +17,7 @@ ENV_ID ?= sgym_Safexp-PointGoal2-v0
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv train test lint format bench-env clean-venv
+.PHONY: venv train test wheel lint format bench-env clean-venv
 
 venv: $(STAMP)
 
@@ -27,10 +30,13 @@ $(STAMP): requirements.txt requirements-nodeps.txt setup.cfg pyproject.toml
 	@touch $(STAMP)
 
 train: venv
-	$(PY) launchers/train.py --env=$(ENV_ID) --safety $(ARGS)
+	$(VENV)/bin/saferl-train --env=$(ENV_ID) --safety $(ARGS)
 
 test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+wheel: venv
+	$(PIP) wheel --no-deps --no-build-isolation -w dist .
 
 lint: venv
 	$(PY) -m ruff format --check .

@@ -1,92 +1,9 @@
-"""Trains an agent: ``python launchers/train.py --env=sgym_Safexp-PointGoal2-v0 --safety``.
+"""Trains an agent: the ``saferl-train`` program, run from a source checkout.
 
-Logs to ``results/<agent>/<env>/<seed>/`` (TensorBoard events, metrics.jsonl,
-config.json, checkpoints, replay); running the same command again resumes from
-the newest checkpoint. ``--seeds=0,1,2`` trains several seeds one after
-another, each in its own folder. ``--config=debug`` picks a preset from
-``configs/<agent>.yaml`` (or a YAML/JSON file); ``--config.KEY=VALUE`` sets one
-key of the agent's config.
+See ``saferl_tf/cli/train.py`` or ``--help``.
 """
 
-from __future__ import annotations
-
-from absl import app, flags
-
-from saferl_tf import cli
-
-flags.DEFINE_string("env", "sgym_Safexp-PointGoal2-v0", "Environment id (sgym_/gym_/saferl_).")
-flags.DEFINE_string("agent", "lambda", "Registered agent name (default: LAMBDA).")
-flags.DEFINE_string(
-    "config", "", "Comma-separated presets of configs/<agent>.yaml or config files."
-)
-flags.DEFINE_bool("safety", None, "Cost enters the objective (otherwise it is only logged).")
-# --log_dir (the run folder; default results/<agent>/<env>/<seed>) is absl's own flag.
-flags.DEFINE_string("results_dir", "results", "Root of the results tree.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_list(
-    "seeds", [], "Several seeds, trained one after another, one run folder each (e.g. 0,1,2)."
-)
-flags.DEFINE_integer(
-    "total_steps",
-    None,
-    "Environment steps to train for (default: the environment's budget; 1M where it names none).",
-)
-flags.DEFINE_integer(
-    "eval_every", 10_000, "Evaluate every N environment steps and at the end (0: never)."
-)
-flags.DEFINE_integer("eval_episodes", 1, "Episodes per evaluation.")
-flags.DEFINE_integer(
-    "checkpoint_every",
-    None,
-    "Checkpoint every N environment steps (default: a tenth of total_steps, at most 10k).",
-)
-flags.DEFINE_integer("log_every", 1_000, "Log speed every N environment steps.")
-flags.DEFINE_integer("action_repeat", None, "Action repeat (default: the agent config's).")
-flags.DEFINE_enum("observation", None, ["vector", "pixels"], "Observation kind.")
-flags.DEFINE_integer("episode_length", None, "Episode length in environment steps.")
-flags.DEFINE_integer("num_envs", 1, "Environments stepped in parallel worker processes.")
-flags.DEFINE_bool("jit", None, "Compile train steps with XLA (default: the agent config's).")
-flags.DEFINE_bool("progress", True, "Show a progress bar (a line every 30 s without a terminal).")
-flags.DEFINE_list("imports", [], "Modules or .py files to import first (to register agents).")
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    del argv
-    cli.run_guarded(_train)
-
-
-def _train():
-    cli.import_user_modules(FLAGS.imports)
-    from saferl_tf.training.experiment import RunSettings, parse_seeds, train_seeds
-
-    seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else [FLAGS.seed]
-    train_seeds(
-        RunSettings(
-            env=FLAGS.env,
-            agent=FLAGS.agent,
-            config=FLAGS.config,
-            overrides=dict(cli.CONFIG_OVERRIDES),
-            log_dir=FLAGS.log_dir or None,
-            results_dir=FLAGS.results_dir,
-            seed=FLAGS.seed,
-            total_steps=FLAGS.total_steps,
-            eval_every=FLAGS.eval_every,
-            eval_episodes=FLAGS.eval_episodes,
-            checkpoint_every=FLAGS.checkpoint_every,
-            log_every=FLAGS.log_every,
-            num_envs=FLAGS.num_envs,
-            episode_length=FLAGS.episode_length,
-            action_repeat=FLAGS.action_repeat,
-            observation=FLAGS.observation,
-            safety=FLAGS.safety,
-            jit=FLAGS.jit,
-            progress=FLAGS.progress,
-        ),
-        seeds,
-    )
-
+from saferl_tf.cli.train import run
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.flags_parser)
+    run()

@@ -49,11 +49,15 @@ class AgentConfig:
 
 
 def configs_dir() -> Path:
-    """The folder of preset files: $SAFERL_TF_CONFIGS or the repository's configs/."""
+    """The folder of preset files: $SAFERL_TF_CONFIGS or the package's configs/.
+
+    The presets ship inside the package (package data), so an installed wheel
+    finds them wherever it runs from.
+    """
     override = os.environ.get("SAFERL_TF_CONFIGS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "configs"
+    return Path(__file__).resolve().parent / "configs"
 
 
 def field_names(config_class: type) -> list[str]:
@@ -87,13 +91,30 @@ def _parse_text(annotation, text: str):
         return float(text)
     if base is str:
         return text
-    origin = typing.get_origin(base)
-    if origin in (tuple, list):
-        args = typing.get_args(base)
-        item = args[0] if args else str
-        values = [_parse_text(item, part.strip()) for part in text.split(",") if part.strip()]
-        return tuple(values) if origin is tuple else values
+    if typing.get_origin(base) in (tuple, list):
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        return _sequence(base, parts, _parse_text)
     return yaml.safe_load(text)
+
+
+def _sequence(annotation, values, convert):
+    """Converts each item of ``values`` to its type in ``annotation`` (``list[X]``,
+    ``tuple[X, ...]`` or fixed-length ``tuple[X, Y]``), checking the length."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(values) != len(args):
+            raise ValueError(f"expected {len(args)} comma-separated values, got {len(values)}")
+        items = list(args)
+    else:
+        items = [args[0] if args else Any] * len(values)
+    converted = []
+    for position, (item, value) in enumerate(zip(items, values)):
+        try:
+            converted.append(value if item is Any else convert(item, value))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"item {position + 1} ({value!r}): {error}") from None
+    return tuple(converted) if origin is tuple else converted
 
 
 def _coerce(annotation, value):
@@ -109,12 +130,10 @@ def _coerce(annotation, value):
         return float(value)
     if base is int and isinstance(value, float) and value.is_integer():
         return int(value)
-    origin = typing.get_origin(base)
-    if origin in (tuple, list) and isinstance(value, list | tuple):
-        args = typing.get_args(base)
-        item = args[0] if args else Any
-        values = [v if item is Any else _coerce(item, v) for v in value]
-        return tuple(values) if origin is tuple else values
+    if typing.get_origin(base) in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        return _sequence(base, list(value), _coerce)
     if base in (int, float, str, bool) and (
         not isinstance(value, base) or (base is int and isinstance(value, bool))
     ):

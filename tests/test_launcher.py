@@ -1,8 +1,10 @@
-"""launchers/train.py as a user runs it: real subprocesses, real signals."""
+"""launchers/train.py (the saferl-train program) as a user runs it: real subprocesses,
+real signals."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -42,11 +44,13 @@ def run_train(python, env, *args, timeout=300):
         (["--num_envs=x"], ["num_envs"]),
         (["--seeds=0,one"], ["--seeds must be comma-separated integers", "'one'"]),
         (["--seeds=1,1"], ["repeated seed"]),
-        (["--seeds=0,1"], ["--log_dir names one run folder", "--results_dir"]),
+        (["--seeds=0,1"], ["names one run folder", "--results_dir"]),
+        (["stray"], ["unexpected argument 'stray'", "--name=value"]),
+        (["--log_dir=elsewhere"], ["deprecated name of --run_dir", "give only --run_dir"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_no_traceback(python, subprocess_env, tmp_path, args, words):
-    result = run_train(python, subprocess_env, f"--log_dir={tmp_path / 'run'}", *args)
+    result = run_train(python, subprocess_env, f"--run_dir={tmp_path / 'run'}", *args)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "FATAL"))]
@@ -119,7 +123,7 @@ def _start(python, env, run_dir, total_steps, *extra):
             f"--imports={FAKE_ENVS}",
             "--env=saferl_TestCountingLong-v0",
             "--agent=random",
-            f"--log_dir={run_dir}",
+            f"--run_dir={run_dir}",
             f"--total_steps={total_steps}",
             "--checkpoint_every=2000",
             "--eval_every=0",
@@ -187,7 +191,7 @@ def test_without_schedule_flags_a_run_takes_the_environments_budget(
     run = tmp_path / "run"
     result = run_train(python, subprocess_env, "--agent=random",
                        "--env=saferl_TestCountingBudget-v0", f"--imports={FAKE_ENVS}",
-                       f"--log_dir={run}", "--noprogress")  # fmt: skip
+                       f"--run_dir={run}", "--noprogress")  # fmt: skip
     assert result.returncode == 0, result.stderr
     record = json.loads((run / "config.json").read_text())["run"]
     assert (record["total_steps"], record["eval_every"], record["checkpoint_every"]) == (
@@ -196,3 +200,34 @@ def test_without_schedule_flags_a_run_takes_the_environments_budget(
     rows = read_metrics(run)
     assert [row["step"] for row in rows if "eval/episode_return" in row] == [60]
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 60
+
+
+def test_log_dir_is_a_deprecated_name_of_run_dir(python, subprocess_env, tmp_path):
+    run = tmp_path / "run"
+    result = run_train(python, subprocess_env, "--agent=random",
+                       "--env=saferl_TestCountingBudget-v0", f"--imports={FAKE_ENVS}",
+                       f"--log_dir={run}", "--noprogress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "--log_dir" in line]
+    assert notes == ["note: --log_dir is deprecated for the run folder; use --run_dir"]
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 60
+
+
+def _help(command, env):
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, env=env,
+                            timeout=120)  # fmt: skip
+    assert "Traceback" not in result.stderr
+    flag_names = re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.M)
+    return result.stdout.split("\nflags:")[0], flag_names
+
+
+def test_launcher_and_module_are_one_program_with_its_help(python, subprocess_env):
+    shim = _help([python, TRAIN], subprocess_env)
+    module = _help([python, "-m", "saferl_tf.cli.train"], subprocess_env)
+    assert shim == module
+    doc, flag_names = shim
+    assert doc.startswith("Trains an agent: ``saferl-train")
+    # The run folder and the results root are the launcher's own flags, so --help
+    # (not only --helpfull) shows them; absl's --log_dir is not among them.
+    assert {"run_dir", "results_dir", "env", "agent", "config"} <= set(flag_names)
+    assert "log_dir" not in flag_names and "verbosity" not in flag_names

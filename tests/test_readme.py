@@ -33,7 +33,7 @@ def test_readme_agent_example_trains_from_the_launcher(python, subprocess_env, t
             "--env=saferl_TestCounting-v0",
             "--total_steps=200",
             "--eval_every=100",
-            f"--log_dir={run_dir}",
+            f"--run_dir={run_dir}",
         ],
         capture_output=True,
         text=True,

@@ -1,5 +1,11 @@
-"""Helpers shared by the absl launchers: ``--config.KEY=VALUE`` overrides,
-importing user modules, and one-line errors with the right exit code."""
+"""The command-line programs and the helpers they share.
+
+Each program is a module here with a ``run()`` entry: ``train`` (the
+``saferl-train`` console script and ``launchers/train.py``), ``search``
+(``saferl-search``) and ``tune`` (``saferl-tune``). ``launch`` starts any of
+them the same way; the helpers give ``--config.KEY=VALUE`` overrides, import
+user modules, and turn user errors into one line and the right exit code.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) hides the
 # launcher's own output (TensorFlow errors still raise). An explicit setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from saferl_tf.errors import NonFiniteError, UserError
+from saferl_tf.errors import ConfigError, NonFiniteError, UserError
 
 CONFIG_OVERRIDES: dict[str, str] = {}
 
@@ -83,19 +89,61 @@ def import_user_modules(specs: Sequence[str]) -> None:
 
 def run_guarded(main: Callable[[], object]) -> None:
     """Runs ``main``; user errors become one line and an exit code, never a traceback."""
-    from saferl_tf.training.loop import Interrupted
-
     try:
         main()
-    except UserError as error:
+    except (UserError, NonFiniteError) as error:
         fail(str(error), error.exit_code)
-    except NonFiniteError as error:
-        fail(str(error), error.exit_code)
-    except Interrupted as error:
+    except Exception as error:
+        # The loop's Interrupted is looked up, not imported: importing the loop loads
+        # TensorFlow, which programs that never train (plots) should not wait for.
+        loop = sys.modules.get("saferl_tf.training.loop")
+        if loop is None or not isinstance(error, loop.Interrupted):
+            raise
+        # The message names the checkpoint written (or kept) and how to resume.
+        print(f"saferl_tf: {error}.", file=sys.stderr, flush=True)
+        sys.exit(error.exit_code)
+
+
+def launch(
+    doc: str,
+    define_flags: Callable[[], None],
+    main: Callable[[], object],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """Defines a program's flags, parses ``argv`` and runs ``main`` under ``run_guarded``.
+
+    The console script, ``launchers/<name>.py`` and ``python -m saferl_tf.cli.<name>``
+    all come here, so they accept the same flags and print the same help.
+    """
+    defined_before = set(flags.FLAGS)
+    define_flags()  # Here, not at import: the programs' modules share flag names.
+    # absl's --help prints __main__'s docstring and the key flags of the module
+    # named sys.argv[0]; a console script is neither, so hand both over.
+    for name in set(flags.FLAGS) - defined_before:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+    sys.modules["__main__"].__doc__ = doc
+
+    def app_main(remaining: Sequence[str]) -> None:
+        if len(remaining) > 1:
+            fail(f"unexpected argument {remaining[1]!r}; flags take the form --name=value")
+        run_guarded(main)
+
+    app.run(app_main, argv=None if argv is None else list(argv), flags_parser=flags_parser)
+
+
+def run_dir_flag() -> str | None:
+    """The run folder from --run_dir, or from absl's --log_dir, its deprecated old name.
+
+    ``--log_dir`` belongs to absl (its folder for log files), so a program cannot
+    redefine it; an old command line that gives it still lands in the folder it names.
+    """
+    if flags.FLAGS["log_dir"].present:
+        if flags.FLAGS["run_dir"].present:
+            raise ConfigError("--log_dir is the deprecated name of --run_dir; give only --run_dir")
         print(
-            f"saferl_tf: {error}; checkpoint {error.checkpoint} written. "
-            "Run the same command again to resume.",
+            "note: --log_dir is deprecated for the run folder; use --run_dir",
             file=sys.stderr,
             flush=True,
         )
-        sys.exit(error.exit_code)
+        return flags.FLAGS.log_dir or None
+    return flags.FLAGS.run_dir or None

@@ -1,0 +1,108 @@
+"""Local policy search: GIBO, ARS, vanilla BO or CMA-ES on one objective.
+
+    saferl-search --method=gibo --objective=synthetic:8:0 --budget=300 --seed=0
+    saferl-search --method=ars --objective=gym_Swimmer-v4 --budget=500
+    saferl-search --method=gibo --objective=gym_Hopper-v4 --bias --normalize
+
+(``python launchers/search.py`` and ``python -m saferl_tf.cli.search`` are the
+same program.) Objectives: ``synthetic:D:INDEX`` (GIBO's GP-sample functions on
+[0, 1]^D, saved under --functions_dir for reuse), ``lqr``, or any environment id
+(a linear policy, ``--policy=mlp`` for an MLP; safety-gymnasium tasks log the
+episode cost beside the return). Searcher settings: ``--set=KEY=VALUE,...``
+(see ``saferl_tf/search/methods.py``). Logs go to
+``<results_dir>/<method>/<objective>/<seed>/`` or the folder ``--run_dir``
+names; run the same command again to resume a killed search. Plot runs with
+``tools/plot_search.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from absl import flags
+
+from saferl_tf import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("method", "gibo", "Searcher: gibo, ars, bo or cmaes.")
+    flags.DEFINE_string(
+        "objective", "synthetic:4:0", "synthetic:D:INDEX, lqr, or an environment id."
+    )
+    flags.DEFINE_integer("budget", 300, "Objective evaluations.")
+    flags.DEFINE_integer("seed", 0, "Seed of the searcher, the noise and the environment.")
+    flags.DEFINE_list("set", [], "Searcher config values KEY=VALUE (e.g. delta=0.1,max_data=0).")
+    flags.DEFINE_string(
+        "run_dir",
+        None,
+        "The run folder (default: <results_dir>/<method>/<objective>/<seed>). "
+        "--log_dir is its deprecated old name.",
+    )
+    flags.DEFINE_string("results_dir", "results/search", "Root of the search results tree.")
+    flags.DEFINE_string(
+        "functions_dir",
+        "results/synthetic_functions",
+        "Where generated synthetic functions are kept for reuse.",
+    )
+    flags.DEFINE_float("noise_std", 0.1, "Synthetic objectives: std of the observation noise.")
+    flags.DEFINE_integer("episodes", 1, "Environment objectives: episodes per evaluation.")
+    flags.DEFINE_enum("policy", "linear", ["linear", "mlp"], "Environment objectives: policy.")
+    flags.DEFINE_list("hidden", ["16"], "MLP policy: hidden layer sizes.")
+    flags.DEFINE_bool("bias", False, "Linear policy with an offset per action.")
+    flags.DEFINE_bool("normalize", False, "Standardize observations with running statistics.")
+    flags.DEFINE_integer("episode_length", None, "Environment objectives: step limit per episode.")
+    flags.DEFINE_list("imports", [], "Modules or .py files that register environments.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The ``saferl-search`` entry point; ``argv`` as ``sys.argv`` (program name first)."""
+    cli.launch(__doc__, define_flags, _search, argv)
+
+
+def _search():
+    import json
+
+    from saferl_tf.errors import ConfigError
+    from saferl_tf.search.experiment import SearchSettings, run_search
+
+    run_dir = cli.run_dir_flag()
+    cli.import_user_modules(FLAGS.imports)
+    values = {}
+    for item in FLAGS.set:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise ConfigError(f"--set item {item!r} is not KEY=VALUE")
+        values[key.strip()] = value.strip()
+    try:
+        hidden = tuple(int(size) for size in FLAGS.hidden)
+    except ValueError:
+        raise ConfigError(f"--hidden must be integers, got {','.join(FLAGS.hidden)}") from None
+    summary = run_search(
+        SearchSettings(
+            method=FLAGS.method,
+            objective=FLAGS.objective,
+            budget=FLAGS.budget,
+            seed=FLAGS.seed,
+            values=values,
+            log_dir=run_dir,
+            results_dir=FLAGS.results_dir,
+            functions_dir=FLAGS.functions_dir,
+            noise_std=FLAGS.noise_std,
+            episodes=FLAGS.episodes,
+            policy=FLAGS.policy,
+            hidden=hidden,
+            bias=FLAGS.bias,
+            normalize=FLAGS.normalize,
+            episode_length=FLAGS.episode_length,
+            progress=FLAGS.progress,
+        )
+    )
+    shown = {k: v for k, v in summary.items() if k != "best_parameters"}
+    print(json.dumps(shown, indent=2))
+
+
+if __name__ == "__main__":
+    run()
