@@ -23,7 +23,7 @@ from saferl_tf.training.loop import Interrupted
 
 
 def _settings(tmp_path, **kwargs):
-    values = dict(env="saferl_TestCounting-v0", agent="random", log_dir=str(tmp_path / "run"),
+    values = dict(env="saferl_TestCounting-v0", agent="random", run_dir=str(tmp_path / "run"),
                   total_steps=100, eval_every=0, checkpoint_every=50, progress=False)  # fmt: skip
     values.update(kwargs)
     return RunSettings(**values)

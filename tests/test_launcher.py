@@ -44,7 +44,7 @@ def run_train(python, env, *args, timeout=300):
         (["--num_envs=x"], ["num_envs"]),
         (["--seeds=0,one"], ["--seeds must be comma-separated integers", "'one'"]),
         (["--seeds=1,1"], ["repeated seed"]),
-        (["--seeds=0,1"], ["names one run folder", "--results_dir"]),
+        (["--seeds=0,1"], ["--run_dir names one run folder", "--results_dir"]),
         (["stray"], ["unexpected argument 'stray'", "--name=value"]),
         (["--log_dir=elsewhere"], ["deprecated name of --run_dir", "give only --run_dir"]),
     ],

@@ -15,7 +15,7 @@ def _settings(tmp_path, **kwargs):
     values = dict(
         env="saferl_TestCounting-v0",
         agent="random",
-        log_dir=str(tmp_path / "run"),
+        run_dir=str(tmp_path / "run"),
         total_steps=100,
         eval_every=50,
         checkpoint_every=50,
@@ -28,7 +28,7 @@ def _settings(tmp_path, **kwargs):
 
 def test_the_schedule_defaults_to_the_environments_budget(tmp_path):
     settings = RunSettings(env="saferl_TestCountingBudget-v0", agent="random",
-                           log_dir=str(tmp_path / "run"), progress=False)  # fmt: skip
+                           run_dir=str(tmp_path / "run"), progress=False)  # fmt: skip
     summary = train(settings)
     assert summary["env_steps"] == 60
     rows = read_metrics(tmp_path / "run")

@@ -16,7 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-PROGRAMS = {"saferl-train": "--run_dir", "saferl-search": "--run_dir", "saferl-tune": "--study_dir"}
+# Each program and flags its --help must show.
+PROGRAMS = {
+    "saferl-train": ("--run_dir", "--seed"),
+    "saferl-search": ("--run_dir", "--seed"),
+    "saferl-tune": ("--study_dir", "--seed"),
+    "saferl-plot": ("--data_path", "--output_dir"),
+}
 
 
 def _run(command, **kwargs):
@@ -92,7 +98,7 @@ def test_console_script_help_names_the_output_flags(venv, user_env, tmp_path, pr
                             env=user_env, cwd=tmp_path, timeout=120)  # fmt: skip
     assert "Traceback" not in result.stderr
     assert f"{program} --" in result.stdout  # The program's own docstring, as usage.
-    for flag in (PROGRAMS[program], "--seed"):
+    for flag in PROGRAMS[program]:
         assert f"  {flag}:" in result.stdout
 
 

@@ -83,7 +83,7 @@ def _train():
             agent=FLAGS.agent,
             config=FLAGS.config,
             overrides=dict(cli.CONFIG_OVERRIDES),
-            log_dir=run_dir,
+            run_dir=run_dir,
             results_dir=FLAGS.results_dir,
             seed=FLAGS.seed,
             total_steps=FLAGS.total_steps,

@@ -48,7 +48,7 @@ class RunSettings:
     agent: str = "lambda"
     config: str = ""
     overrides: dict[str, str] = dataclasses.field(default_factory=dict)
-    log_dir: str | None = None
+    run_dir: str | None = None
     results_dir: str = "results"
     seed: int = 0
     total_steps: int | None = None
@@ -114,7 +114,7 @@ def resolve(settings: RunSettings):
         )
     envs_lib.parse_env_id(settings.env)
     run_dir = Path(
-        settings.log_dir
+        settings.run_dir
         or Path(settings.results_dir) / settings.agent / settings.env / str(settings.seed)
     )
     return cls, config, run_dir
@@ -149,7 +149,7 @@ def check_same_run(run_dir: Path, record: dict, keys, nested: str, what: str = "
     if differing:
         raise ConfigError(
             f"{run_dir} holds a {what} with different settings ({', '.join(differing)}); "
-            "resume it with its own settings or choose another --log_dir"
+            "resume it with its own settings or choose another --run_dir"
         )
 
 
@@ -222,8 +222,8 @@ def parse_seeds(values) -> list[int]:
 def train_seeds(settings: RunSettings, seeds: list[int]) -> list[dict]:
     """Trains (or resumes) ``settings`` once per seed, one after another, each in
     ``results/<agent>/<env>/<seed>/``; returns their summaries."""
-    if len(seeds) > 1 and settings.log_dir:
-        raise ConfigError("--log_dir names one run folder; with several --seeds use --results_dir")
+    if len(seeds) > 1 and settings.run_dir:
+        raise ConfigError("--run_dir names one run folder; with several --seeds use --results_dir")
     summaries = []
     for index, seed in enumerate(seeds):
         if len(seeds) > 1:
@@ -250,7 +250,7 @@ def train(settings: RunSettings) -> dict:
         episode_length=settings.episode_length,
         observation=config.observation,
     )
-    board_dir = run_dir if settings.log_dir else settings.results_dir
+    board_dir = run_dir if settings.run_dir else settings.results_dir
     print(
         f"saferl_tf: training {settings.agent} on {settings.env}; logs in {run_dir} "
         f"(view with: tensorboard --logdir {board_dir})",
