@@ -3,7 +3,6 @@ checkpoints, and launcher smoke runs on safety-gymnasium (vector and pixels)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 
@@ -76,14 +75,58 @@ class MostPessimisticValue(LambdaAgent):
         return tf.argmin(values, axis=0, output_type=tf.int32)
 
 
-def test_a_subclass_changes_the_optimism_rule():
-    batch = filled_agent(jit=False)._sample_batch()
-    optimistic = filled_agent(jit=False)
-    pessimistic = filled_agent(cls=MostPessimisticValue, jit=False)
-    high = optimistic.train_batch(batch)["behavior/value"]
-    low = pessimistic.train_batch(batch)["behavior/value"]
-    # Same seed, same weights, same batch: the minimum over samples is below the maximum.
-    assert float(low) < float(high)
+class FixedNoise:
+    """Imagines every posterior sample with the same noise: the samples' values
+    then differ only through their weights."""
+
+    def _imagine_sample(self, start, weights, seed):
+        return super()._imagine_sample(start, weights, tf.constant([1, 2]))
+
+
+class FixedNoiseLambda(FixedNoise, LambdaAgent):
+    pass
+
+
+class FixedNoiseMostPessimistic(FixedNoise, MostPessimisticValue):
+    pass
+
+
+def test_a_subclass_changes_the_optimism_rule(tmp_path):
+    # SWAG snapshots at updates 2 and 4; weight samples differ from the second on.
+    settings = dict(jit=False, posterior_samples=2, swag_burn_in=2, swag_period=2)
+    optimistic = filled_agent(cls=FixedNoiseLambda, **settings)
+    pessimistic = filled_agent(cls=FixedNoiseMostPessimistic, **settings)
+    # The agent's seed does not reach Keras's initializers: copy every variable.
+    # The checkpoint lacks the target critics' hidden layers: copy the critics into them.
+    optimistic.save(tmp_path)
+    assert pessimistic.restore(tmp_path)
+    pessimistic._copy_target()
+    batch = optimistic._sample_batch()
+    for update in (1, 2, 3, 4):
+        # Same seed, weights and batch: the agents stay equal while they do.
+        high = float(optimistic.train_batch(batch)["behavior/value"])
+        low = float(pessimistic.train_batch(batch)["behavior/value"])
+        snapshots = int(optimistic.swag.snapshots.numpy())
+        if update < 4:
+            # Below two snapshots every sample is the same weights: with the noise
+            # fixed, nothing is left for the rule to choose between.
+            assert snapshots < 2 and low == pytest.approx(high, abs=1e-6), (update, low, high)
+    # Two snapshots: distinct weight samples, and the subclass takes the lowest.
+    assert snapshots == 2
+    assert low < high - 1e-4, (low, high)
+
+    # The posterior itself: distinct samples imagine distinct trajectories; the
+    # same sample with the same noise imagines the same one.
+    _, start = optimistic._model_step(batch, tf.constant([5, 6]))
+    sampled = optimistic.swag.sample_weights(2, tf.constant([7, 8]))
+    first, second = [w[0] for w in sampled], [w[1] for w in sampled]
+    assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(first, second))
+    imagine = lambda weights: LambdaAgent._imagine_sample(  # noqa: E731  (real noise)
+        optimistic, start, weights, tf.constant([3, 4]))  # fmt: skip
+    once, again, other = imagine(first), imagine(first), imagine(second)
+    for key in ("features", "reward", "cost"):
+        np.testing.assert_array_equal(once[key].numpy(), again[key].numpy(), err_msg=key)
+        assert not np.allclose(once[key].numpy(), other[key].numpy()), key
 
 
 def test_discounted_cost_limit():
@@ -161,14 +204,35 @@ def test_mixed_precision_updates_are_finite_and_the_policy_is_left_as_it_was():
     assert action.dtype == np.float32 and np.all(np.abs(action) <= 2)
 
 
-def test_the_pixel_model_update_uses_xla_only_with_a_gpu_unless_asked():
+@pytest.mark.parametrize(
+    "pixels, gpu, overrides, model_xla",
+    [
+        (True, False, {}, False),  # CPU pixels: graph mode's oneDNN convolutions.
+        (True, False, {"xla_cpu_convolutions": True}, True),
+        (True, True, {}, True),
+        (False, False, {}, True),  # Vectors: no convolutions, XLA everywhere.
+        (True, True, {"jit": False}, False),  # jit=False turns every step off.
+        (False, False, {"jit": False}, False),
+    ],
+)
+def test_the_pixel_model_update_uses_xla_only_with_a_gpu_unless_asked(
+    monkeypatch, pixels, gpu, overrides, model_xla
+):
+    # Pretend the machine has (or lacks) a GPU, so that every row runs on every host.
+    real = tf.config.list_physical_devices
+    fake_gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ([fake_gpu] if gpu else []) if kind == "GPU"
+                        else real(kind))  # fmt: skip
     images = spaces.Box(0, 255, (64, 64, 3), np.uint8)
-    config = debug_config(observation="pixels")
-    has_gpu = bool(tf.config.list_physical_devices("GPU"))
-    assert LambdaAgent(images, ACTION, config).model_jit == has_gpu
-    forced = dataclasses.replace(config, xla_cpu_convolutions=True)
-    assert LambdaAgent(images, ACTION, forced).model_jit
-    assert LambdaAgent(OBSERVATION, ACTION, debug_config()).model_jit  # Vectors: always.
+    space = images if pixels else OBSERVATION
+    config = debug_config(observation="pixels" if pixels else "vector", **overrides)
+    agent = LambdaAgent(space, ACTION, config)
+    assert agent.model_jit is model_xla
+    # The compiled functions themselves, not only the attribute.
+    assert agent._model_step._jit_compile is model_xla
+    jit = overrides.get("jit", True)
+    assert agent._behavior_step._jit_compile is jit and agent._policy_step._jit_compile is jit
 
 
 # Small networks and faster learning rates for an 8,000-step run; a fixed, small

@@ -83,8 +83,36 @@ def test_plans_are_deterministic_given_the_seed_and_warm_start_shifts():
 
 
 def test_optimistic_variant_plans_actions_and_reward_eta():
-    agent, _ = debug_agent("optimistic_pessimistic")
-    assert agent.plan_size == 1 + 3
+    agent, env = debug_agent("optimistic_pessimistic")
+    run_steps(agent, env, 60)  # Fitted: the members disagree, so η moves the trajectory.
+    horizon = agent.config.horizon
+    assert agent.plan_size == 1 + 3  # The action, then the reward η (one per observation).
+    start = tf.constant([-1.0, 0.2, 1.0])
+    rng = np.random.default_rng(0)
+    actions = tf.constant(rng.uniform(-1, 1, (4, horizon, 1)), tf.float32)
+    reward_eta = tf.constant(rng.uniform(-1, 1, (4, horizon, 3)), tf.float32)
+    cost_eta = tf.constant(rng.uniform(-1, 1, (1, horizon, 3)), tf.float32)
+    # J: rewards along the planner's own η, costs along the adversary's.
+    value = agent.minmax_objective(start, tf.concat([actions, reward_eta], -1), cost_eta)
+    rewards, _ = agent.trajectories.rollout(start, actions, reward_eta, agent.alpha)
+    _, costs = agent.trajectories.rollout(start, actions, cost_eta, agent.alpha)
+    expected = agent.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+    np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    mean_rewards, _ = agent.trajectories.rollout(start, actions)
+    assert not np.allclose(rewards.numpy(), mean_rewards.numpy())  # So η above mattered.
+    # The planner chooses η with the actions, optimistically: the planned sequence
+    # scores more reward along its own η than its actions do on the mean model.
+    warm = tf.zeros([horizon, agent.plan_size])
+    for seed in ([0, 1], [3, 1]):
+        best, mean = tf.function(agent._plan_sequence)(start, warm, tf.constant(seed))
+        assert best.shape == mean.shape == (horizon, 1 + 3)
+        assert np.all(np.abs(best.numpy()) <= 1.0) and np.any(best.numpy()[:, 1:] != 0.0)
+        optimistic, _ = agent.trajectories.rollout(start, best[None, :, :1], best[None, :, 1:],
+                                                   agent.alpha)  # fmt: skip
+        on_mean, _ = agent.trajectories.rollout(start, best[None, :, :1])
+        assert float(tf.reduce_mean(optimistic)) > float(tf.reduce_mean(on_mean)), seed
+    action, next_warm = agent._plan_step(start, warm, tf.constant([0, 1]))
+    assert action.shape == (1,) and next_warm.shape == (horizon, 1 + 3)
 
 
 def test_without_known_functions_the_ensemble_learns_reward_and_cost():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import re
 import signal
 import subprocess
 import time
@@ -13,12 +16,13 @@ import numpy as np
 import pytest
 import yaml
 
+from saferl_tf.bo import study as study_module
 from saferl_tf.bo.space import Parameter, SearchSpace
-from saferl_tf.bo.study import DONE, FAILED, Study
+from saferl_tf.bo.study import DONE, FAILED, STUDY_FILE, Study, Trial
 from saferl_tf.bo.synthetic import PROBLEMS
 from saferl_tf.bo.trials import TrialSpec
 from saferl_tf.bo.tuner import BEST_CONFIG, Tuner, TunerSettings
-from saferl_tf.errors import ConfigError
+from saferl_tf.errors import ConfigError, UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 TUNE = str(ROOT / "launchers" / "tune.py")
@@ -80,12 +84,27 @@ def test_constrained_bo_finds_the_feasible_optimum_of_gardners_problem(tmp_path)
     assert best_config == best.params
 
 
-def test_skopt_backend_runs_the_same_study(tmp_path):
-    study = _synthetic_tuner(tmp_path, backend="skopt", objective="penalty", trials=7,
+def test_skopt_backend_minimizes_the_penalty_of_gardners_problem(tmp_path):
+    study = _synthetic_tuner(tmp_path, backend="skopt", objective="penalty", trials=10,
                              initial=4, workers=1).run()  # fmt: skip
-    assert [t.source for t in study.trials] == ["sobol"] * 4 + ["skopt-penalty"] * 3
-    assert len(study.with_status(DONE)) == 7
-    assert study.best_penalty() is not None
+    assert [t.source for t in study.trials] == ["sobol"] * 4 + ["skopt-penalty"] * 6
+    assert len(study.with_status(DONE)) == 10
+    # Gardner's constraint is also the cost rate: penalty = 101 c(x) - f(x), in [-103, 103].
+    problem = PROBLEMS["gardner"]
+    axes = [np.linspace(p.low, p.high, 601) for p in problem.space.parameters]
+    grid = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=-1)
+    optimum = float(np.min(101.0 * problem.constraint(grid) - problem.objective(grid)))
+    penalties = [t.outcome.penalty for t in study.trials]
+    for trial in study.trials:
+        x = np.asarray([[trial.params["x"], trial.params["y"]]])
+        expected = 101.0 * problem.constraint(x)[0] - problem.objective(x)[0]
+        assert trial.outcome.penalty == pytest.approx(expected)
+    best = study.best_penalty()
+    assert best.outcome.penalty == min(penalties)
+    # The GP's points, not the design's, come within 5 (2.5 % of the range) of the optimum.
+    assert best.source == "skopt-penalty"
+    assert best.outcome.penalty < min(penalties[:4]) - 5.0
+    assert best.outcome.penalty - optimum < 5.0, (penalties, optimum)
 
 
 def test_a_study_with_other_settings_is_refused(tmp_path):
@@ -97,8 +116,130 @@ def test_a_study_with_other_settings_is_refused(tmp_path):
 def _study(path: Path) -> Study | None:
     try:
         return Study.load(path)
-    except (ValueError, OSError):
+    except (UserError, OSError):
         return None
+
+
+CORRUPT_STUDIES = {
+    "truncated": b'{"settings": {"space": "x:0:6,y:0:6", "des',
+    "not text": b"\x80\xff\xfe study",
+    "a list": b"[]",
+    "an unknown trial field": json.dumps(
+        {"settings": {}, "trials": [{"index": 0, "unit_point": [0.5], "params": {}, "new": 1}]}
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("content", CORRUPT_STUDIES.values(), ids=CORRUPT_STUDIES.keys())
+def test_a_corrupt_study_is_refused_and_left_as_it_is(tmp_path, content):
+    path = tmp_path / "study" / STUDY_FILE
+    path.parent.mkdir()
+    path.write_bytes(content)
+    with pytest.raises(UserError) as raised:
+        _synthetic_tuner(tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message and str(path) in message and "move it aside" in message
+    assert path.read_bytes() == content  # Not overwritten by a new study.
+    assert sorted(p.name for p in path.parent.iterdir()) == [STUDY_FILE]
+
+
+def test_a_study_folder_that_cannot_be_made_is_a_user_error(tmp_path):
+    # Tests run as root, which chmod does not stop: a regular file as the parent does.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder\n")
+    study_dir = blocker / "study"
+    with pytest.raises(UserError, match=re.escape(f"cannot create the folder {study_dir} (")):
+        _synthetic_tuner(tmp_path, study_dir=str(study_dir))
+    with pytest.raises(UserError, match=re.escape(str(study_dir))):
+        Study(study_dir, {}).save()
+    assert blocker.read_text() == "a file, not a folder\n"
+
+
+def _saved_study(tmp_path) -> Study:
+    study = Study(tmp_path / "study", {"space": "x:0:1"})
+    study.trials.append(Trial(index=0, unit_point=[0.5], params={"x": 0.5}))
+    study.save()
+    return study
+
+
+def test_a_save_goes_through_a_temporary_file_and_a_rename(tmp_path, monkeypatch):
+    study = _saved_study(tmp_path)
+    renames = []
+    real_replace = os.replace
+
+    def replace(source, destination):
+        # The whole new study is on disk under the temporary name before the rename.
+        renames.append((Path(source), Path(destination), json.loads(Path(source).read_text())))
+        real_replace(source, destination)
+
+    monkeypatch.setattr(study_module.os, "replace", replace)
+    study.trials.append(Trial(index=1, unit_point=[0.25], params={"x": 0.25}))
+    study.save()
+    ((source, destination, written),) = renames
+    # Beside study.json: a rename within one file system is atomic.
+    assert destination == study.path and source.parent == study.directory and source != study.path
+    assert [t["index"] for t in written["trials"]] == [0, 1]
+    assert len(Study.load(study.directory).trials) == 2
+    assert sorted(p.name for p in study.directory.iterdir()) == [STUDY_FILE]
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_failed_save_keeps_the_previous_study_whole(tmp_path, monkeypatch, failing):
+    study = _saved_study(tmp_path)
+    before = study.path.read_bytes()
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(study_module.os, failing, full_disk)
+    study.trials.append(Trial(index=1, unit_point=[0.25], params={"x": 0.25}))
+    with pytest.raises(UserError) as raised:
+        study.save()
+    message = str(raised.value)
+    assert "\n" not in message and str(study.path) in message
+    assert "No space left on device" in message and "run the same command again" in message
+    assert study.path.read_bytes() == before
+    assert sorted(p.name for p in study.directory.iterdir()) == [STUDY_FILE]  # No temporary left.
+
+
+def test_a_tuner_that_cannot_write_stops_with_a_user_error_and_resumes(tmp_path):
+    tuner = _synthetic_tuner(tmp_path, trials=2, initial=2, workers=1)
+    # trial_0 cannot be made: a regular file holds its name.
+    blocker = tmp_path / "study" / "trial_0"
+    blocker.write_text("")
+    with pytest.raises(UserError, match=re.escape(f"cannot create the folder {blocker} (")):
+        tuner.run()
+    (interrupted,) = Study.load(tmp_path / "study").trials  # Saved, to be run again.
+    assert interrupted.status == "running"
+    blocker.unlink()
+    study = _synthetic_tuner(tmp_path, trials=2, initial=2, workers=1).run()
+    assert [t.status for t in study.trials] == [DONE, DONE]
+
+
+@pytest.mark.parametrize("problem", ["corrupt study.json", "parent is a file"])
+def test_tune_launcher_reports_an_unusable_study_in_one_line(python, subprocess_env, tmp_path,
+                                                             problem):  # fmt: skip
+    study_dir = tmp_path / "study"
+    if problem == "corrupt study.json":
+        study_dir.mkdir()
+        (study_dir / STUDY_FILE).write_bytes(CORRUPT_STUDIES["truncated"])
+        expected = f"{study_dir / STUDY_FILE} is not a study"
+    else:
+        tmp_path.joinpath("blocker").write_text("")
+        study_dir = tmp_path / "blocker" / "study"
+        expected = f"cannot create the folder {study_dir}"
+    result = subprocess.run(
+        [python, TUNE, "--synthetic=gardner", "--trials=1", "--initial=1",
+         f"--study_dir={study_dir}"],
+        env=subprocess_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    if problem == "corrupt study.json":
+        assert (study_dir / STUDY_FILE).read_bytes() == CORRUPT_STUDIES["truncated"]
+        assert not list(study_dir.glob("trial_*"))  # No trial ran.
 
 
 def test_killed_tuner_resumes_without_repeating_finished_trials(python, subprocess_env, tmp_path):

@@ -4,19 +4,61 @@
 starts or ends, so a killed tuner resumes without repeating finished trials;
 trials that were running when it died are run again (a training trial then
 resumes from its own checkpoint).
+
+A folder or file that cannot be written (permissions, a full disk) and a
+``study.json`` that cannot be read are one-line ``UserError``s naming the path;
+the study on disk is left as it was, and an unreadable one is never
+overwritten.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
+from saferl_tf.errors import ConfigError, UserError
+
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 STUDY_FILE = "study.json"
+_RESUME = "free disk space or fix the permissions, then run the same command again to resume"
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def make_folder(directory: Path) -> None:
+    """``mkdir -p``; a failure is a UserError naming the folder."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the folder {directory} ({_reason(error)}); choose another "
+            "--study_dir, or fix the permissions or free disk space"
+        ) from None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it over
+    ``path``: a crash or a full disk leaves the previous file whole."""
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with open(temporary, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())  # On disk before the rename makes it the file.
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):  # The error below is the one to report.
+            temporary.unlink(missing_ok=True)
+        kept = "the previous version is kept" if path.exists() else "nothing was written"
+        raise UserError(f"cannot write {path} ({_reason(error)}; {kept}); {_RESUME}") from None
 
 
 @dataclasses.dataclass
@@ -88,25 +130,42 @@ class Study:
         return self.directory / STUDY_FILE
 
     def save(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         data = {
             "settings": self.settings,
             "wall_seconds": self.wall_seconds,
             "trials": [trial.to_json() for trial in self.trials],
         }
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, self.path)
+        text = json.dumps(data, indent=2) + "\n"  # Before touching the disk.
+        make_folder(self.directory)
+        write_atomically(self.path, text)
 
     @classmethod
     def load(cls, directory: str | Path) -> Study | None:
+        """The study in ``directory``; None when there is none. A ``study.json``
+        that cannot be read is a UserError, and the file is left as it is."""
         path = Path(directory) / STUDY_FILE
         if not path.exists():
             return None
-        data = json.loads(path.read_text())
-        study = cls(directory, data["settings"])
-        study.wall_seconds = data.get("wall_seconds", 0.0)
-        study.trials = [Trial.from_json(t) for t in data["trials"]]
+        try:
+            raw = path.read_bytes()
+        except OSError as error:
+            raise UserError(
+                f"cannot read {path} ({_reason(error)}); fix its permissions, or move it aside "
+                "to start a new study in that folder"
+            ) from None
+        try:
+            data = json.loads(raw)  # Decoding errors are ValueErrors too.
+            study = cls(directory, dict(data["settings"]))
+            study.wall_seconds = float(data.get("wall_seconds", 0.0))
+            study.trials = [Trial.from_json(t) for t in data["trials"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+            raise ConfigError(
+                f"{path} is not a study this tuner can read ({type(error).__name__}: {reason}); "
+                f"it was left as it is: move it aside (mv {shlex.quote(str(path))} "
+                f"{shlex.quote(str(path) + '.bad')}) to start a new "
+                "study in that folder, or choose another --study_dir"
+            ) from None
         return study
 
     def with_status(self, *statuses: str) -> list[Trial]:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from saferl_tf.bo.study import Outcome, Trial
+from saferl_tf.bo.study import Outcome, Trial, make_folder, write_atomically
+from saferl_tf.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TRAIN_LAUNCHER = ROOT / "launchers" / "train.py"
@@ -81,29 +82,39 @@ class RunningTrial:
     def __init__(self, trial: Trial, spec: TrialSpec, study_dir: Path):
         self.trial = trial
         self.directory = study_dir / trial.directory_name
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_folder(self.directory)
         values = dict(trial.params)
         if spec.agent:
             values["agent"] = spec.agent  # Read back (and skipped) by --config.
-        (self.directory / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
-        self._stdout = open(self.directory / "stdout.log", "ab")  # noqa: SIM115
-        self._stderr = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
+        write_atomically(self.directory / "params.yaml", yaml.safe_dump(values, sort_keys=False))
+        self._stdout = self._stderr = None
         self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            spec.command(trial, self.directory),
-            stdout=self._stdout,
-            stderr=self._stderr,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
+        try:
+            self._stdout = open(self.directory / "stdout.log", "ab")  # noqa: SIM115
+            self._stderr = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
+            self.process = subprocess.Popen(
+                spec.command(trial, self.directory),
+                stdout=self._stdout,
+                stderr=self._stderr,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        except OSError as error:
+            self.close()
+            raise UserError(
+                f"cannot start trial {trial.index} in {self.directory} "
+                f"({error.strerror or error}); free disk space or fix the permissions, then "
+                "run the same command again to resume"
+            ) from None
 
     def finished(self) -> bool:
         return self.process.poll() is not None
 
     def close(self) -> float:
         """Closes the logs; returns the seconds the process ran."""
-        self._stdout.close()
-        self._stderr.close()
+        for log in (self._stdout, self._stderr):
+            if log is not None:
+                log.close()
         return time.monotonic() - self.started
 
     def stop(self) -> None:
@@ -127,7 +138,10 @@ def read_outcome(directory: Path, constraint: str, limit: float) -> Outcome:
     path = directory / "summary.json"
     if not path.exists():
         raise ValueError("the trial wrote no summary.json")
-    summary = json.loads(path.read_text())
+    try:
+        summary = json.loads(path.read_text())
+    except OSError as error:  # Fails the trial; decoding errors are ValueErrors already.
+        raise ValueError(f"cannot read summary.json ({error.strerror or error})") from None
     try:
         episode_return = float(summary["eval/episode_return"])
         episode_cost = float(summary["eval/episode_cost"])

@@ -24,7 +24,7 @@ import yaml
 
 from saferl_tf.bo import proposers as proposers_lib
 from saferl_tf.bo.space import SearchSpace
-from saferl_tf.bo.study import DONE, FAILED, PENDING, RUNNING, Study, Trial
+from saferl_tf.bo.study import DONE, FAILED, PENDING, RUNNING, Study, Trial, write_atomically
 from saferl_tf.bo.trials import RunningTrial, TrialSpec, read_outcome
 from saferl_tf.errors import ConfigError
 
@@ -257,7 +257,7 @@ class Tuner:
         )
         if self.spec.base_config:
             header += f"# Trials also used --config={self.spec.base_config}.\n"
-        path.write_text(header + yaml.safe_dump(values, sort_keys=False))
+        write_atomically(path, header + yaml.safe_dump(values, sort_keys=False))
         print(
             f"best feasible: trial {best.index} {best.params} objective "
             f"{best.outcome.objective:.6g}; config written to {path}",
