@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -144,6 +145,13 @@ def _checkpoint_values(path) -> dict:
             if "save_counter" not in name and "OBJECT_GRAPH" not in name}  # fmt: skip
 
 
+def _network_weights(agent) -> dict:
+    """{attribute/weight path: value} of every Keras network the agent holds."""
+    return {f"{name}/{index}/{weight.name}": weight.numpy()
+            for name, layer in vars(agent).items() if isinstance(layer, keras.layers.Layer)
+            for index, weight in enumerate(layer.weights)}  # fmt: skip
+
+
 def test_checkpoint_round_trip_restores_every_variable(tmp_path):
     agent = filled_agent(jit=False)
     for _ in range(3):
@@ -159,6 +167,12 @@ def test_checkpoint_round_trip_restores_every_variable(tmp_path):
     assert any("swag" in name and "deviations" in name for name in saved)
     assert float(fresh.lagrangian.multiplier) == float(agent.lagrangian.multiplier) != 1e-6
     assert int(fresh.model_optimizer.iterations) == 3 and int(fresh.swag.snapshots) == 1
+    # Every weight of every network, target critics included (layers held in a
+    # list were once missing from checkpoints while the optimizers hid it).
+    restored, original = _network_weights(fresh), _network_weights(agent)
+    assert restored.keys() == original.keys() and any("target" in k for k in original)
+    for name, value in original.items():
+        np.testing.assert_array_equal(value, restored[name], err_msg=name)
     observation = np.zeros((1, 5), np.float32)
     first = np.ones(1, bool)
     np.testing.assert_allclose(agent.act(observation, explore=False, is_first=first),
@@ -169,7 +183,7 @@ def test_checkpoint_round_trip_restores_every_variable(tmp_path):
 def _train(python, env, run_dir, *args, timeout=300):
     command = [python, str(ROOT / "launchers" / "train.py"), "--agent=lambda", "--config=debug",
                "--env=sgym_SafetyPointGoal1-v0", "--safety", "--episode_length=50",
-               "--eval_every=0", "--noprogress", f"--log_dir={run_dir}", *args]  # fmt: skip
+               "--eval_every=0", "--noprogress", f"--run_dir={run_dir}", *args]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -196,7 +210,7 @@ def test_mixed_precision_updates_are_finite_and_the_policy_is_left_as_it_was():
     import keras
 
     agent = filled_agent(jit=False, mixed_precision=True)
-    assert agent.actor.hidden[0].compute_dtype == "bfloat16"
+    assert agent.actor.hidden_0.compute_dtype == "bfloat16"
     assert keras.mixed_precision.dtype_policy().name == "float32"
     metrics = agent.train_batch(agent._sample_batch())
     assert all(np.isfinite(float(v)) for v in metrics.values())

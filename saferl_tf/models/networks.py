@@ -17,6 +17,22 @@ import keras
 import tensorflow as tf
 
 
+def _named_layers(owner: keras.layers.Layer, prefix: str, layers) -> None:
+    """Sets ``layers`` as attributes ``<prefix>_0``, ``<prefix>_1``, ...
+
+    ``tf.train.Checkpoint`` follows a Keras 3 layer's attributes but not the
+    layers inside a list attribute: layers kept in a list would be trained but
+    silently missing from every checkpoint.
+    """
+    for index, layer in enumerate(layers):
+        setattr(owner, f"{prefix}_{index}", layer)
+    owner._layer_counts = {**getattr(owner, "_layer_counts", {}), prefix: len(layers)}
+
+
+def _layers(owner: keras.layers.Layer, prefix: str) -> list:
+    return [getattr(owner, f"{prefix}_{i}") for i in range(owner._layer_counts[prefix])]
+
+
 class MLP(keras.layers.Layer):
     """Dense layers of ``units`` with ``activation``, then a linear ``output`` layer.
 
@@ -27,12 +43,13 @@ class MLP(keras.layers.Layer):
     def __init__(self, units: Sequence[int], output: int | None = None,
                  activation: str = "elu", **kwargs):  # fmt: skip
         super().__init__(**kwargs)
-        self.hidden = [keras.layers.Dense(size, activation=activation) for size in units]
+        _named_layers(self, "hidden", [keras.layers.Dense(size, activation=activation)
+                                       for size in units])  # fmt: skip
         self.output_layer = None if output is None else keras.layers.Dense(output)
 
     def call(self, inputs):
         x = inputs
-        for layer in self.hidden:
+        for layer in _layers(self, "hidden"):
             x = layer(x)
         return x if self.output_layer is None else self.output_layer(x)
 
@@ -52,16 +69,16 @@ class ConvEncoder(keras.layers.Layer):
     def __init__(self, depth: int = 32, activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
         self.depth = depth
-        self.convolutions = [
+        _named_layers(self, "convolution", [
             keras.layers.Conv2D(multiple * depth, 4, strides=2, activation=activation)
             for multiple in (1, 2, 4, 8)
-        ]
+        ])  # fmt: skip
 
     def call(self, images):
         """images [..., 64, 64, C] (float) -> [..., 32 depth]."""
         leading = tf.shape(images)[:-3]
         x = tf.reshape(images, tf.concat([[-1], tf.shape(images)[-3:]], 0))
-        for convolution in self.convolutions:
+        for convolution in _layers(self, "convolution"):
             x = convolution(x)
         return tf.reshape(x, tf.concat([leading, [32 * self.depth]], 0))
 
@@ -71,17 +88,17 @@ class ConvDecoder(keras.layers.Layer):
         super().__init__(**kwargs)
         self.depth = depth
         self.dense = keras.layers.Dense(32 * depth)
-        self.transposed = [
+        _named_layers(self, "transposed", [
             keras.layers.Conv2DTranspose(4 * depth, 5, strides=2, activation=activation),
             keras.layers.Conv2DTranspose(2 * depth, 5, strides=2, activation=activation),
             keras.layers.Conv2DTranspose(depth, 6, strides=2, activation=activation),
             keras.layers.Conv2DTranspose(channels, 6, strides=2),
-        ]
+        ])  # fmt: skip
 
     def call(self, features):
         """features [..., F] -> image means [..., 64, 64, channels]."""
         leading = tf.shape(features)[:-1]
         x = tf.reshape(self.dense(features), [-1, 1, 1, 32 * self.depth])
-        for layer in self.transposed:
+        for layer in _layers(self, "transposed"):
             x = layer(x)
         return tf.reshape(x, tf.concat([leading, tf.shape(x)[1:]], 0))
