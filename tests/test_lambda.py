@@ -291,3 +291,14 @@ def test_lambda_return_rises_while_the_cost_stays_under_its_limit(tmp_path):
     # While learning, after the random warm-up: on average within the limit too.
     train_steps, train_costs = scalars["train/episode_cost"]
     assert train_costs[train_steps > 1000].mean() <= HAZARD_SETTINGS["cost_limit"]
+
+
+def test_the_seed_decides_the_initial_weights():
+    def weights(seed):
+        return _network_weights(LambdaAgent(OBSERVATION, ACTION, debug_config(), seed=seed))
+
+    first, again, other = weights(3), weights(3), weights(4)
+    assert first.keys() == again.keys() == other.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name], err_msg=name)
+    assert any(not np.array_equal(first[n], other[n]) for n in first if "kernel" in n)

@@ -44,7 +44,13 @@ from gymnasium import spaces
 from saferl_tf.agents.base import Agent, preset_names, register_agent
 from saferl_tf.config import AgentConfig, build_config
 from saferl_tf.errors import ConfigError
-from saferl_tf.models.networks import ConvDecoder, ConvEncoder, mlp, preprocess_image
+from saferl_tf.models.networks import (
+    ConvDecoder,
+    ConvEncoder,
+    mlp,
+    preprocess_image,
+    seeded_initializers,
+)
 from saferl_tf.models.rssm import RSSM, RSSMState, balanced_kl, imagine
 from saferl_tf.models.swag import SWAG, cyclic_learning_rate
 from saferl_tf.rl.lagrangian import AugmentedLagrangian
@@ -143,7 +149,8 @@ class LambdaAgent(Agent):
         if config.mixed_precision:
             keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
         try:
-            self._build_networks()
+            with seeded_initializers(self.seed):
+                self._build_networks()
         finally:
             keras.mixed_precision.set_dtype_policy(previous_policy)
         self._build_optimizers()

@@ -11,10 +11,30 @@ convolutions with kernels 5, 5, 6, 6 from 1x1 back to 64x64.
 
 from __future__ import annotations
 
+import contextlib
+import random
 from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
+
+
+@contextlib.contextmanager
+def seeded_initializers(seed: int):
+    """Within this block, Keras layers draw their initial weights from ``seed``.
+
+    A Keras 3 initializer made without a seed takes one from Python's ``random``
+    module when it is made, so two agents with the same seed would start from
+    different weights. ``keras.utils.set_random_seed`` would reseed Python,
+    NumPy and TensorFlow for the whole process; this seeds Python's generator
+    for the block only and then puts its state back.
+    """
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def _named_layers(owner: keras.layers.Layer, prefix: str, layers) -> None:
