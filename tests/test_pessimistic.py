@@ -200,7 +200,7 @@ def test_model_env_stops_counting_after_termination():
 def _train(python, env, run_dir, *args, timeout=300):
     command = [python, str(ROOT / "launchers" / "train.py"), "--agent=pessimistic",
                "--config=debug", f"--env={ENV}", "--safety", "--eval_every=0", "--noprogress",
-               f"--log_dir={run_dir}", *args]  # fmt: skip
+               f"--run_dir={run_dir}", *args]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 

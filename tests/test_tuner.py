@@ -295,7 +295,7 @@ def test_failed_trials_are_recorded_and_the_best_config_trains(python, subproces
     train = subprocess.run(
         [python, str(ROOT / "launchers" / "train.py"), f"--imports={imports}",
          "--agent=test_flaky", "--env=saferl_TestCounting-v0", f"--config={best}",
-         "--total_steps=30", "--eval_every=0", f"--log_dir={tmp_path / 'best_run'}"],
+         "--total_steps=30", "--eval_every=0", f"--run_dir={tmp_path / 'best_run'}"],
         env=subprocess_env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr

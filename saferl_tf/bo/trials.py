@@ -24,8 +24,6 @@ import yaml
 from saferl_tf.bo.study import Outcome, Trial, make_folder, write_atomically
 from saferl_tf.errors import UserError
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-TRAIN_LAUNCHER = ROOT / "launchers" / "train.py"
 CONSTRAINTS = {"episode_cost": "eval/episode_cost", "cost_rate": "train/cost_rate"}
 
 
@@ -55,9 +53,9 @@ class TrialSpec:
             ]  # fmt: skip
         config = ",".join(part for part in (self.base_config, str(params_file)) if part)
         command = [
-            sys.executable, str(TRAIN_LAUNCHER),
+            sys.executable, "-m", "saferl_tf.cli.train",  # Also from an installed wheel.
             f"--agent={self.agent}", f"--env={self.env}", f"--config={config}",
-            f"--log_dir={directory}", f"--total_steps={self.trial_steps}",
+            f"--run_dir={directory}", f"--total_steps={self.trial_steps}",
             f"--eval_every={self.trial_steps}", f"--eval_episodes={self.eval_episodes}",
             f"--checkpoint_every={max(self.trial_steps // 4, 1)}",
             f"--seed={self.seed}", "--safety" if self.safety else "--nosafety",
