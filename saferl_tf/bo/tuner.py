@@ -66,6 +66,22 @@ class TunerSettings:
 
 class Tuner:
     def __init__(self, settings: TunerSettings, spec: TrialSpec, out=sys.stdout):
+        self.space = self.check(settings)
+        self.settings = settings
+        self.spec = spec
+        self.out = out
+        self.proposer = proposers_lib.make_proposer(
+            settings.backend, settings.objective, self.space.dimension, settings.seed
+        )
+        self.study = self._open_study()
+        self._design = self.space.design(
+            max(settings.initial, settings.trials), settings.design, settings.seed
+        )
+
+    @staticmethod
+    def check(settings: TunerSettings) -> SearchSpace:
+        """Checks ``settings`` without touching the study; returns the parsed space.
+        Raises ConfigError (one line) for a bad value."""
         if settings.trials < 1 or settings.workers < 1 or settings.initial < 1:
             raise ConfigError("--trials, --workers and --initial must be positive integers")
         if settings.backend not in proposers_lib.BACKENDS:
@@ -76,17 +92,7 @@ class Tuner:
                 f"unknown objective {settings.objective!r}; "
                 f"accepted: {', '.join(proposers_lib.OBJECTIVES)}"
             )
-        self.settings = settings
-        self.spec = spec
-        self.space = SearchSpace.parse(settings.space)
-        self.out = out
-        self.proposer = proposers_lib.make_proposer(
-            settings.backend, settings.objective, self.space.dimension, settings.seed
-        )
-        self.study = self._open_study()
-        self._design = self.space.design(
-            max(settings.initial, settings.trials), settings.design, settings.seed
-        )
+        return SearchSpace.parse(settings.space)
 
     def _open_study(self) -> Study:
         identity = self.settings.identity(self.spec)

@@ -117,6 +117,11 @@ def launch(
     """
     defined_before = set(flags.FLAGS)
     define_flags()  # Here, not at import: the programs' modules share flag names.
+    flags.DEFINE_bool(
+        "dry_run",
+        False,
+        "Check the flags, names and configs, print what would run, and stop (nothing is written).",
+    )
     # absl's --help prints __main__'s docstring and the key flags of the module
     # named sys.argv[0]; a console script is neither, so hand both over.
     for name in set(flags.FLAGS) - defined_before:

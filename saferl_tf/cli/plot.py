@@ -67,6 +67,9 @@ def run(argv: Sequence[str] | None = None) -> None:
 
 
 def _plot():
+    if FLAGS.dry_run:
+        print(f"dry run: would plot {FLAGS.data_path} into {FLAGS.output_dir or FLAGS.data_path}")
+        return
     import matplotlib
 
     matplotlib.use("Agg")  # Files only: no display needed.

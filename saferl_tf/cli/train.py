@@ -74,33 +74,35 @@ def run(argv: Sequence[str] | None = None) -> None:
 def _train():
     run_dir = cli.run_dir_flag()
     cli.import_user_modules(FLAGS.imports)
-    from saferl_tf.training.experiment import RunSettings, parse_seeds, train_seeds
+    from saferl_tf.training.experiment import RunSettings, describe, parse_seeds, train_seeds
 
     seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else [FLAGS.seed]
-    train_seeds(
-        RunSettings(
-            env=FLAGS.env,
-            agent=FLAGS.agent,
-            config=FLAGS.config,
-            overrides=dict(cli.CONFIG_OVERRIDES),
-            run_dir=run_dir,
-            results_dir=FLAGS.results_dir,
-            seed=FLAGS.seed,
-            total_steps=FLAGS.total_steps,
-            eval_every=FLAGS.eval_every,
-            eval_episodes=FLAGS.eval_episodes,
-            checkpoint_every=FLAGS.checkpoint_every,
-            log_every=FLAGS.log_every,
-            num_envs=FLAGS.num_envs,
-            episode_length=FLAGS.episode_length,
-            action_repeat=FLAGS.action_repeat,
-            observation=FLAGS.observation,
-            safety=FLAGS.safety,
-            jit=FLAGS.jit,
-            progress=FLAGS.progress,
-        ),
-        seeds,
+    settings = RunSettings(
+        env=FLAGS.env,
+        agent=FLAGS.agent,
+        config=FLAGS.config,
+        overrides=dict(cli.CONFIG_OVERRIDES),
+        run_dir=run_dir,
+        results_dir=FLAGS.results_dir,
+        seed=FLAGS.seed,
+        total_steps=FLAGS.total_steps,
+        eval_every=FLAGS.eval_every,
+        eval_episodes=FLAGS.eval_episodes,
+        checkpoint_every=FLAGS.checkpoint_every,
+        log_every=FLAGS.log_every,
+        num_envs=FLAGS.num_envs,
+        episode_length=FLAGS.episode_length,
+        action_repeat=FLAGS.action_repeat,
+        observation=FLAGS.observation,
+        safety=FLAGS.safety,
+        jit=FLAGS.jit,
+        progress=FLAGS.progress,
     )
+    if FLAGS.dry_run:
+        for line in describe(settings, seeds):
+            print(f"dry run: {line}")
+        return
+    train_seeds(settings, seeds)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,14 @@ def _tune():
         workers=FLAGS.workers,
         seed=FLAGS.seed,
     )
+    if FLAGS.dry_run:
+        space = Tuner.check(settings)
+        print(
+            f"dry run: would tune {spec.agent or spec.synthetic} "
+            f"on {spec.env or 'a synthetic problem'} over {space.to_text()} "
+            f"({settings.trials} trials, {settings.backend}) in {study_dir}"
+        )
+        return
     Tuner(settings, spec).run()
 
 

@@ -219,11 +219,34 @@ def parse_seeds(values) -> list[int]:
     return seeds
 
 
+def describe(settings: RunSettings, seeds: list[int]) -> list[str]:
+    """What ``train_seeds(settings, seeds)`` would do, one line per seed, with
+    every check it makes before training (agent, env id, presets, config keys);
+    writes nothing."""
+    _check_seeds(settings, seeds)
+    lines = []
+    for seed in seeds:
+        seeded = complete_schedule(dataclasses.replace(settings, seed=seed))
+        cls, config, run_dir = resolve(seeded)
+        resume = _resume_step(run_dir / "checkpoints")
+        start = f"resuming at step {resume}" if resume else "from step 0"
+        lines.append(
+            f"would train {seeded.agent} ({cls.__name__}) on {seeded.env} for "
+            f"{seeded.total_steps} steps ({start}) into {run_dir}; "
+            f"config: {json.dumps(config_to_dict(config), default=str)}"
+        )
+    return lines
+
+
+def _check_seeds(settings: RunSettings, seeds: list[int]) -> None:
+    if len(seeds) > 1 and settings.run_dir:
+        raise ConfigError("--run_dir names one run folder; with several --seeds use --results_dir")
+
+
 def train_seeds(settings: RunSettings, seeds: list[int]) -> list[dict]:
     """Trains (or resumes) ``settings`` once per seed, one after another, each in
     ``results/<agent>/<env>/<seed>/``; returns their summaries."""
-    if len(seeds) > 1 and settings.run_dir:
-        raise ConfigError("--run_dir names one run folder; with several --seeds use --results_dir")
+    _check_seeds(settings, seeds)
     summaries = []
     for index, seed in enumerate(seeds):
         if len(seeds) > 1:
