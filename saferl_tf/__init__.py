@@ -1,10 +1,14 @@
 """saferl_tf: safe model-based reinforcement learning in TensorFlow 2.
 
 Subpackages: ``envs`` (environments), ``agents`` (the agent contract and
-agents), ``data`` (replay), ``training`` (loop, logging, checkpoints), ``bo``
-(the constrained hyperparameter tuner), ``analysis`` (reading results).
-Importing ``saferl_tf`` itself imports neither TensorFlow nor MuJoCo, so
-environment worker processes stay light.
+agents), ``models`` (world models and ensembles), ``planning`` (CEM and
+min-max planners), ``rl`` (returns, the Lagrangian), ``search`` (GIBO and
+its baselines), ``bo`` (the constrained hyperparameter tuner), ``data``
+(replay), ``training`` (loop, logging, checkpoints), ``analysis`` (reading
+results), ``cli`` (the programs) and ``configs`` (presets).
+Importing ``saferl_tf`` or ``saferl_tf.envs`` imports neither TensorFlow nor
+MuJoCo, so environment worker processes stay light (the package's own tasks
+import TensorFlow only when a planner calls their task functions).
 """
 
 __version__ = "0.1.0"

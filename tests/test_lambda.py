@@ -253,18 +253,6 @@ def test_the_pixel_model_update_uses_xla_only_with_a_gpu_unless_asked(
 # penalty c with λ from 0: the paper's schedule (c 5e-9) does not move λ in a short
 # run, and faster ones drove λ to 50-1,700 while the early cost estimate was
 # still high (see the notes of issue 3).
-HAZARD_SETTINGS = dict(
-    deter_size=64, stoch_size=8, rssm_hidden=64, dense_units=64, encoder_layers=2,
-    decoder_layers=2, head_layers=2, actor_layers=2, critic_layers=2, batch_size=16,
-    sequence_length=16, horizon=10, posterior_samples=3, swag_burn_in=50, swag_period=10,
-    swag_max_columns=5, warmup_steps=1000, pretrain_updates=100, train_every=100,
-    train_steps=50, target_update_every=100, episode_length=100, actor_learning_rate=3e-4,
-    critic_learning_rate=3e-4, safety_critic_learning_rate=3e-4, cost_limit=2,
-    initial_multiplier=0, initial_penalty=0.002, penalty_growth=0, unsafe_weight=10,
-    safety_discount=0.98,
-)  # fmt: skip
-
-
 @pytest.mark.slow
 def test_lambda_return_rises_while_the_cost_stays_under_its_limit(tmp_path):
     """On saferl_PointHazard-v0 (a hazard disc on the straight path to the goal;
@@ -274,12 +262,12 @@ def test_lambda_return_rises_while_the_cost_stays_under_its_limit(tmp_path):
     from saferl_tf.training.experiment import RunSettings, train
 
     settings = RunSettings(
-        env="saferl_PointHazard-v0", agent="lambda", observation="vector", action_repeat=1,
-        overrides={k: str(v) for k, v in HAZARD_SETTINGS.items()}, results_dir=str(tmp_path),
+        env="saferl_PointHazard-v0", agent="lambda", config="hazard", results_dir=str(tmp_path),
         safety=True, total_steps=8000, eval_every=500, eval_episodes=3,
         checkpoint_every=100000, progress=False, jit=True,
     )  # fmt: skip
     train(settings)
+    cost_limit = build_config(LambdaAgent.Config, ["lambda"], "hazard").cost_limit
     scalars = read_scalars(tmp_path / "lambda" / "saferl_PointHazard-v0" / "0")
     steps, returns = scalars["eval/episode_return"]
     _, costs = scalars["eval/episode_cost"]
@@ -287,10 +275,10 @@ def test_lambda_return_rises_while_the_cost_stays_under_its_limit(tmp_path):
     late, late_cost = returns[-3:], costs[-3:]
     assert late.mean() > early + 5.0, (returns, costs)
     assert late.mean() > -16.0  # A random policy scores about -20 to -25.
-    assert np.all(late_cost <= HAZARD_SETTINGS["cost_limit"]), (returns, costs)
+    assert np.all(late_cost <= cost_limit), (returns, costs)
     # While learning, after the random warm-up: on average within the limit too.
     train_steps, train_costs = scalars["train/episode_cost"]
-    assert train_costs[train_steps > 1000].mean() <= HAZARD_SETTINGS["cost_limit"]
+    assert train_costs[train_steps > 1000].mean() <= cost_limit
 
 
 def test_the_seed_decides_the_initial_weights():

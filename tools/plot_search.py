@@ -13,24 +13,25 @@ an earlier figure as it was.
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from saferl_tf import cli
 
-flags.DEFINE_string(
-    "data_path", "results/search", "Root: <data_path>/<method>/<objective>/<seed>/."
-)
-flags.DEFINE_string("output_dir", "", "Where to write the figures (default: data_path).")
-flags.DEFINE_enum("spread", "std", ["std", "minmax"], "Band: mean ± 1 std, or min to max.")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    del argv
-    cli.run_guarded(_plot)
+def define_flags() -> None:
+    flags.DEFINE_string(
+        "data_path", "results/search", "Root: <data_path>/<method>/<objective>/<seed>/."
+    )
+    flags.DEFINE_string("output_dir", "", "Where to write the figures (default: data_path).")
+    flags.DEFINE_enum("spread", "std", ["std", "minmax"], "Band: mean ± 1 std, or min to max.")
 
 
 def _plot():
+    if FLAGS.dry_run:
+        print(f"dry run: would plot {FLAGS.data_path}")
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,4 +58,4 @@ def format_table(rows) -> str:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.flags_parser)
+    cli.launch(__doc__, define_flags, _plot)

@@ -12,25 +12,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from saferl_tf import cli
 
-flags.DEFINE_string("study_dir", None, "A study folder (holding study.json).", required=True)
-flags.DEFINE_string(
-    "output",
-    "",
-    "Output path without suffix: writes <output>.png and .pdf (default <study_dir>/study).",
-)
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    del argv
-    cli.run_guarded(_plot)
+def define_flags() -> None:
+    flags.DEFINE_string("study_dir", None, "A study folder (holding study.json).", required=True)
+    flags.DEFINE_string(
+        "output",
+        "",
+        "Output path without suffix: writes <output>.png and .pdf (default <study_dir>/study).",
+    )
 
 
 def _plot():
+    if FLAGS.dry_run:
+        print(f"dry run: would plot the study in {FLAGS.study_dir}")
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,4 +54,4 @@ def _plot():
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.flags_parser)
+    cli.launch(__doc__, define_flags, _plot)

@@ -1,6 +1,6 @@
 """Tunes an agent's hyperparameters with constrained Bayesian optimization.
 
-    saferl-tune --agent=random --env=sgym_Safexp-PointGoal2-v0 --safety \
+    saferl-tune --agent=lambda --config=vector,cpu --env=sgym_Safexp-PointGoal2-v0 --safety \
         --space=discount:0.8:1,lambda_:0.8:1 --trials=30 --trial_steps=20000 --workers=2
 
 (``python launchers/tune.py`` and ``python -m saferl_tf.cli.tune`` are the same

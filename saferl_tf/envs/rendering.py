@@ -20,7 +20,8 @@ _IN_ENV_WORKER = False
 
 
 def mark_env_worker() -> None:
-    """Called in environment worker processes, which never import TensorFlow."""
+    """Called in environment worker processes, which do not import TensorFlow
+    (tests/test_envs.py checks that stepping every own task does not)."""
     global _IN_ENV_WORKER
     _IN_ENV_WORKER = True
 

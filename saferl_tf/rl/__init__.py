@@ -1,3 +1,3 @@
 """Reinforcement-learning pieces as pure TensorFlow functions and small modules:
-returns (``returns``), the augmented Lagrangian (``lagrangian``), actor and
-critic heads and their losses (``actor_critic``)."""
+lambda-returns and GAE (``returns``) and the augmented Lagrangian
+(``lagrangian``)."""
