@@ -1,4 +1,5 @@
-"""ARS, CMA-ES and vanilla BO each improve on a quadratic (issue 4, in progress)."""
+"""ARS, CMA-ES and vanilla BO: each improves on a quadratic; ARS's update rule; CMA-ES's
+own random stream; BO's fallback."""
 
 from __future__ import annotations
 
@@ -41,6 +42,35 @@ def test_ars_update_follows_the_formula():
         ars.tell(ars.ask(), value)
     # The top direction by max(r+, r-) is direction 0; std of its rewards [1, 0] is 0.5.
     np.testing.assert_allclose(ars.theta, 0.5 / (1 * 0.5) * (1.0 - 0.0) * deltas[0])
+
+
+def test_ars_uses_every_direction_by_default():
+    # top=None is ARS V1 with b = N (every direction), not a -t variant.
+    ars = ARSSearcher(np.zeros(2), step_size=0.5, noise=0.1, directions=2, seed=3)
+    first = ars.ask()
+    deltas = ars._deltas.copy()
+    values = [1.0, 0.0, 0.0, 0.5]  # r+ = [1, 0], r- = [0, 0.5]
+    ars.tell(first, values[0])
+    for value in values[1:]:
+        ars.tell(ars.ask(), value)
+    step = (1.0 - 0.0) * deltas[0] + (0.0 - 0.5) * deltas[1]
+    np.testing.assert_allclose(ars.theta, 0.5 / (2 * np.std(values)) * step)
+
+
+def test_cmaes_draws_from_its_own_generator():
+    # Other code drawing from numpy's global generator between asks must not
+    # change CMA-ES's points (a resume replays them and checks they agree).
+    def points(disturb: bool):
+        searcher = CMAESSearcher(np.zeros(4), sigma=0.2, seed=5)
+        asked = []
+        for _ in range(20):
+            if disturb:
+                np.random.rand(3)  # noqa: NPY002
+            asked.append(searcher.ask())
+            searcher.tell(asked[-1], quadratic(asked[-1]))
+        return np.asarray(asked)
+
+    np.testing.assert_array_equal(points(False), points(True))
 
 
 def test_bo_falls_back_to_a_uniform_point_when_the_gp_fails():

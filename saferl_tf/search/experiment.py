@@ -14,12 +14,18 @@ read::
                         (search/normalized_regret on synthetic functions,
                         search/episode_cost on environments)
     events.out.tfevents.*   the same scalars for TensorBoard
-    search_state.pkl    searcher and objective after the last evaluation
+    search_state.json   searcher and objective after the last evaluation, with
+    search_state-<hash>.npz   its arrays (``saferl_tf.search.state``: no pickle)
     summary.json        best value and parameters, timings, at the end
 
-A killed run resumes from ``search_state.pkl`` (written after every
-evaluation): the same command continues at the next evaluation. SIGINT or
-SIGTERM stops after the evaluation in progress.
+A killed run resumes from ``search_state.json`` (written after every
+evaluation): the same command continues at the next evaluation, and asks for
+the points the uninterrupted run would have asked for. The searcher is built
+afresh from the settings and given its saved state (``Searcher.load_state``);
+so is the objective. A state file that cannot be used, or a
+``search_state.pkl`` from an earlier version (never unpickled), stops the run
+with a one-line error and is left as it is. SIGINT or SIGTERM stops after the
+evaluation in progress.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ import dataclasses
 import json
 import math
 import os
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -38,10 +43,11 @@ import numpy as np
 from saferl_tf.config import config_to_dict
 from saferl_tf.errors import ConfigError, NonFiniteError
 from saferl_tf.search import methods
+from saferl_tf.search import state as state_io
 from saferl_tf.search.objectives import make_objective, parse_objective_spec
 from saferl_tf.training.experiment import CONFIG_FILE, check_same_run
 
-STATE_FILE = "search_state.pkl"
+STATE_FILE = state_io.STATE_FILE
 SUMMARY_FILE = "summary.json"
 
 
@@ -105,6 +111,35 @@ def _record(settings: SearchSettings, config) -> dict:
             "searcher_config": config_to_dict(config), "run": run}  # fmt: skip
 
 
+_RUN_KEYS = ("evaluations", "best_value", "best_parameters", "searcher_seconds",
+             "objective_seconds")  # fmt: skip
+
+
+def _resume(saved: dict, settings: SearchSettings, searcher, objective, path: Path) -> dict:
+    """The run's counters from ``saved``, after loading its searcher and objective states."""
+    if not isinstance(saved, dict):
+        raise state_io.unusable(path, "it holds no search state")
+    if (saved.get("method"), saved.get("objective_spec")) != (settings.method, settings.objective):
+        raise state_io.unusable(
+            path, f"it is a {saved.get('method')!r} search of {saved.get('objective_spec')!r}, "
+            f"not {settings.method!r} of {settings.objective!r}",
+        )  # fmt: skip
+    try:
+        state = {key: saved[key] for key in _RUN_KEYS}
+        if "info" in saved:
+            state["info"] = saved["info"]
+        if not isinstance(state["evaluations"], int) or state["evaluations"] < 1:
+            raise ValueError(f"bad evaluation count {state['evaluations']!r}")
+        searcher.load_state(saved["searcher"])
+        objective.load_state(saved["objective"])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+        name = type(error).__name__
+        raise state_io.unusable(
+            path, f"its {settings.method} state does not fit ({name}: {error})"
+        ) from None
+    return state
+
+
 def run_search(settings: SearchSettings) -> dict:
     """Runs (or resumes) the search described by ``settings``; returns its summary."""
     from saferl_tf.training.logger import Logger
@@ -117,6 +152,9 @@ def run_search(settings: SearchSettings) -> dict:
     # A larger --budget continues a search; anything else must match.
     check_same_run(run_dir, record, ("method", "objective", "searcher_config"), "run",
                    what="search", ignore=("budget",))  # fmt: skip
+    # Read (and check) a saved state before anything is built or written.
+    saved = state_io.load(run_dir)
+    state_path = run_dir / STATE_FILE
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / CONFIG_FILE, (json.dumps(record, indent=2) + "\n").encode())
     objective = make_objective(
@@ -125,15 +163,16 @@ def run_search(settings: SearchSettings) -> dict:
         bias=settings.bias, normalize=settings.normalize,
         episode_length=settings.episode_length, cache_dir=settings.functions_dir,
     )  # fmt: skip
-    state_path = run_dir / STATE_FILE
-    if state_path.exists():
-        state = pickle.loads(state_path.read_bytes())
-        searcher = state["searcher"]
-        objective.load_state(state["objective"])
+    searcher = methods.make_searcher(settings.method, objective, settings.seed, settings.values)
+    if saved is not None:
+        try:
+            state = _resume(saved, settings, searcher, objective, state_path)
+        except BaseException:
+            objective.close()
+            raise
         print(f"saferl_tf: resuming {run_dir} after evaluation {state['evaluations']}",
               file=sys.stderr, flush=True)  # fmt: skip
     else:
-        searcher = methods.make_searcher(settings.method, objective, settings.seed, settings.values)
         state = {"evaluations": 0, "best_value": -math.inf, "best_parameters": None,
                  "searcher_seconds": 0.0, "objective_seconds": 0.0}  # fmt: skip
     logger = Logger(run_dir)
@@ -173,9 +212,10 @@ def run_search(settings: SearchSettings) -> dict:
                 state["info"] = objective.info()
                 metrics.update({f"search/{k}": v for k, v in state["info"].items()})
                 logger.write(metrics, state["evaluations"])
-                _write_atomic(state_path, pickle.dumps(
-                    {**state, "searcher": searcher, "objective": objective.state()}
-                ))  # fmt: skip
+                state_io.save(run_dir, {**state, "method": settings.method,
+                                        "objective_spec": settings.objective,
+                                        "searcher": searcher.state(),
+                                        "objective": objective.state()})  # fmt: skip
                 progress.update(1)
                 progress.set(value=value, best=state["best_value"])
                 if stop.get("signum"):

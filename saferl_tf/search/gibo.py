@@ -12,6 +12,11 @@ guard for this limit never switched off). The GP sees standardized values, and
 its hyperparameters are fitted by maximum a posteriori with a compiled
 marginal likelihood (``_map_loss_and_gradient``), about 4x faster here than
 GPflow's eager fit of the same model.
+
+``state()`` holds everything the next asks depend on (the iterate, the data,
+the hyperparameters, where the query round stands and the numpy generator's
+state; GIBO draws nothing from TensorFlow's random ops), so a searcher that
+``load_state``s it continues exactly.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import tensorflow as tf
 from scipy.optimize import minimize
 
 from saferl_tf.search import gradient_gp as gp
-from saferl_tf.search.interface import Searcher
+from saferl_tf.search.interface import Searcher, checked_array
 
 
 @dataclasses.dataclass
@@ -92,6 +97,32 @@ class GIBOSearcher(Searcher):
                 self._queries_left = 0
         if self._queries_left == 0:
             self._step()
+
+    # --- state (see ``Searcher.state``) ---------------------------------------------
+
+    def state(self) -> dict:
+        next_point = None if self._next_point is None else self._next_point.copy()
+        return {"theta": self.theta.copy(), "x": self.x.copy(), "y": self.y.copy(),
+                "lengthscales": self.lengthscales.copy(), "outputscale": float(self.outputscale),
+                "noise": float(self.noise), "queries_left": self._queries_left,
+                "next_point": next_point, "steps": self.steps,
+                "rng": self.rng.bit_generator.state}  # fmt: skip
+
+    def load_state(self, state: dict) -> None:
+        d = self.dimension
+        self.theta = checked_array(state["theta"], (d,), "theta")
+        self.x = checked_array(state["x"], (None, d), "x")
+        self.y = checked_array(state["y"], (len(self.x),), "y")
+        self.lengthscales = checked_array(state["lengthscales"], (d,), "lengthscales")
+        self.outputscale, self.noise = float(state["outputscale"]), float(state["noise"])
+        self._queries_left, self.steps = int(state["queries_left"]), int(state["steps"])
+        next_point = state["next_point"]
+        self._next_point = (
+            None if next_point is None else checked_array(next_point, (d,), "next_point")
+        )
+        if self._queries_left > 0 and self._next_point is None:
+            raise ValueError("queries are left but no next point was saved")
+        self.rng.bit_generator.state = state["rng"]
 
     # --- internals ---------------------------------------------------------------
 

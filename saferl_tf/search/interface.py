@@ -4,7 +4,13 @@
     searcher.tell(parameters, value)          # its (noisy) value, to maximize
     result = searcher.run(objective, budget)  # budget = objective calls
 
-One objective call is one evaluation, for every method alike.
+    saved = searcher.state()                  # JSON values and numpy arrays
+    fresh.load_state(saved)                   # fresh: built with the same arguments
+
+One objective call is one evaluation, for every method alike. ``state`` is
+what ``saferl_tf.search.state`` writes (nested dicts and lists of JSON values
+and numpy arrays, never objects): a searcher built with the same arguments
+that loads it asks for the same points as the original would have.
 """
 
 from __future__ import annotations
@@ -13,6 +19,17 @@ import dataclasses
 from collections.abc import Callable
 
 import numpy as np
+
+
+def checked_array(value, shape: tuple[int | None, ...], name: str) -> np.ndarray:
+    """A float64 copy of ``value`` with ``shape`` (None: any size), for ``load_state``."""
+    array = np.array(value, np.float64)
+    if array.ndim != len(shape) or any(
+        want is not None and have != want for have, want in zip(array.shape, shape)
+    ):
+        expected = "x".join("N" if size is None else str(size) for size in shape) or "scalar"
+        raise ValueError(f"{name} has shape {array.shape}, expected {expected}")
+    return array
 
 
 @dataclasses.dataclass
@@ -33,6 +50,14 @@ class Searcher:
         raise NotImplementedError
 
     def tell(self, parameters: np.ndarray, value: float) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        """Everything the next asks depend on, as JSON values and numpy arrays."""
+        raise NotImplementedError
+
+    def load_state(self, state: dict) -> None:
+        """Continues from ``state()`` of a searcher built with the same arguments."""
         raise NotImplementedError
 
     def run(

@@ -2,8 +2,11 @@
 
     searcher = make_searcher("gibo", objective, seed=0, values={"delta": "0.1"})
 
-``gibo``: ``GIBOConfig``; ``ars``: ``ARSConfig`` (v2-t by default: rewards
-scaled by their std, ``top`` best directions; ``scale_by_std=false`` gives v1);
+``gibo``: ``GIBOConfig``; ``ars``: ``ARSConfig`` (Mania et al.'s ARS V1 by
+default: every direction, the step divided by the std of the rewards; V2 when
+the objective normalizes observations, ``--normalize``; ``top=B`` below
+``directions`` keeps the B best, V1-t / V2-t; ``scale_by_std=false`` is basic
+random search);
 ``bo``: ``BOConfig`` (needs bounds: the objective's, or ``low``/``high``);
 ``cmaes``: ``CMAESConfig``. Defaults follow GIBO's synthetic experiment and the
 issue: ARS step 0.02, exploration noise 0.02.
@@ -26,8 +29,8 @@ class ARSConfig:
     step_size: float = 0.02
     noise: float = 0.02
     directions: int = 8
-    top: int | None = None  # b best directions; None: all (v1/v2 without -t).
-    scale_by_std: bool = True  # v2 (and v2-t with top); false: v1.
+    top: int | None = None  # b best directions (the -t variants); None: all of them.
+    scale_by_std: bool = True  # Divide by sigma_R (ARS); false: basic random search.
 
 
 @dataclasses.dataclass
