@@ -87,13 +87,13 @@ def test_synthetic_maximum_is_a_maximum_and_is_cached(tmp_path):
 def test_an_interrupted_search_resumes_to_the_same_evaluations(tmp_path, method):
     import tensorflow as tf
 
-    whole = run_search(_settings(tmp_path, method=method, log_dir=str(tmp_path / "whole")))
-    run_search(_settings(tmp_path, method=method, budget=5, log_dir=str(tmp_path / "split")))
+    whole = run_search(_settings(tmp_path, method=method, run_dir=str(tmp_path / "whole")))
+    run_search(_settings(tmp_path, method=method, budget=5, run_dir=str(tmp_path / "split")))
     assert not list((tmp_path / "split").glob("*.pkl"))  # JSON and .npz only.
     # A resume runs in a new process: global seeds must not matter.
     np.random.seed(1)  # noqa: NPY002
     tf.random.set_seed(1)
-    resumed = run_search(_settings(tmp_path, method=method, log_dir=str(tmp_path / "split")))
+    resumed = run_search(_settings(tmp_path, method=method, run_dir=str(tmp_path / "split")))
     rows_whole, rows_split = _rows(tmp_path / "whole"), _rows(tmp_path / "split")
     assert [r["step"] for r in rows_split] == list(range(1, 13))
     # The same noisy values, so the same points: the searcher and the
@@ -110,7 +110,7 @@ def test_an_interrupted_search_resumes_to_the_same_evaluations(tmp_path, method)
 
 
 def test_regret_is_normalized_by_the_start_point(tmp_path):
-    run_search(_settings(tmp_path, budget=1, noise_std=0.0, log_dir=str(tmp_path / "one")))
+    run_search(_settings(tmp_path, budget=1, noise_std=0.0, run_dir=str(tmp_path / "one")))
     (row,) = _rows(tmp_path / "one")
     # ARS's first point is theta0 + noise * delta, not theta0: regret near, not at, 1.
     function = cached_gp_sample_function(2, 0, tmp_path / "functions")
@@ -122,7 +122,7 @@ def test_regret_is_normalized_by_the_start_point(tmp_path):
 
 def test_environment_objectives_log_the_episode_cost(tmp_path):
     summary = run_search(_settings(tmp_path, objective="saferl_TestCounting-v0", budget=3,
-                                   log_dir=str(tmp_path / "env")))  # fmt: skip
+                                   run_dir=str(tmp_path / "env")))  # fmt: skip
     rows = _rows(tmp_path / "env")
     assert [r["search/episode_cost"] for r in rows] == [3.0, 3.0, 3.0]
     assert [r["search/value"] for r in rows] == [10.0, 10.0, 10.0]
@@ -132,9 +132,9 @@ def test_environment_objectives_log_the_episode_cost(tmp_path):
 
 
 def test_a_different_search_in_the_same_folder_is_refused(tmp_path):
-    run_search(_settings(tmp_path, budget=2, log_dir=str(tmp_path / "run")))
+    run_search(_settings(tmp_path, budget=2, run_dir=str(tmp_path / "run")))
     with pytest.raises(ConfigError, match="different settings \\(method"):
-        run_search(_settings(tmp_path, method="gibo", budget=2, log_dir=str(tmp_path / "run")))
+        run_search(_settings(tmp_path, method="gibo", budget=2, run_dir=str(tmp_path / "run")))
 
 
 def test_bo_needs_a_box_and_non_finite_values_stop_the_run(tmp_path, monkeypatch):
@@ -151,7 +151,7 @@ def test_bo_needs_a_box_and_non_finite_values_stop_the_run(tmp_path, monkeypatch
 
     monkeypatch.setattr(experiment, "make_objective", broken)
     with pytest.raises(NonFiniteError, match="returned nan at evaluation 1"):
-        run_search(_settings(tmp_path, budget=2, log_dir=str(tmp_path / "nan")))
+        run_search(_settings(tmp_path, budget=2, run_dir=str(tmp_path / "nan")))
 
 
 def _launch(python, env, *args, **kwargs):

@@ -138,7 +138,7 @@ def test_objectives_continue_from_a_saved_state(tmp_path):
 
 def _settings(tmp_path, **changes) -> SearchSettings:
     values = dict(method="ars", objective="synthetic:2:0", budget=3,
-                  log_dir=str(tmp_path / "run"), functions_dir=str(tmp_path / "functions"),
+                  run_dir=str(tmp_path / "run"), functions_dir=str(tmp_path / "functions"),
                   progress=False)  # fmt: skip
     values.update(changes)
     return SearchSettings(**values)
@@ -172,7 +172,7 @@ def test_an_old_pickled_state_is_refused_unopened(tmp_path):
     assert not marker.exists()  # ...and resuming never unpickled it.
     message = str(raised.value)
     assert "\n" not in message and str(run_dir / "search_state.pkl") in message
-    assert "--log_dir" in message and _snapshot(run_dir) == before
+    assert "--run_dir" in message and _snapshot(run_dir) == before
     assert not (run_dir / "metrics.jsonl").exists()  # Nothing ran.
 
 
@@ -245,7 +245,7 @@ def test_an_unusable_state_is_a_one_line_error_and_is_left_intact(tmp_path, dama
         run_search(_settings(tmp_path, budget=4))
     message = str(raised.value)
     assert "\n" not in message and str(run_dir / "search_state.json") in message
-    assert "--log_dir" in message
+    assert "--run_dir" in message
     assert _snapshot(run_dir) == before and (run_dir / "metrics.jsonl").read_text() == rows
     assert not (tmp_path / "marker").exists()
 
@@ -261,7 +261,7 @@ def test_the_launcher_refuses_an_old_pickle_with_exit_2(python, subprocess_env, 
     (run_dir / "search_state.pkl").write_bytes(pickle.dumps(_TouchOnLoad(marker)))
     result = subprocess.run(
         [python, str(ROOT / "launchers" / "search.py"), "--method=ars", "--budget=2",
-         "--objective=synthetic:2:0", f"--log_dir={run_dir}", "--noprogress",
+         "--objective=synthetic:2:0", f"--run_dir={run_dir}", "--noprogress",
          f"--functions_dir={tmp_path / 'functions'}"],
         capture_output=True, text=True, env=subprocess_env,
     )  # fmt: skip

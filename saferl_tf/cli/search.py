@@ -66,7 +66,7 @@ def _search():
     import json
 
     from saferl_tf.errors import ConfigError
-    from saferl_tf.search.experiment import SearchSettings, run_search
+    from saferl_tf.search.experiment import SearchSettings, describe, run_search
 
     run_dir = cli.run_dir_flag()
     cli.import_user_modules(FLAGS.imports)
@@ -80,26 +80,28 @@ def _search():
         hidden = tuple(int(size) for size in FLAGS.hidden)
     except ValueError:
         raise ConfigError(f"--hidden must be integers, got {','.join(FLAGS.hidden)}") from None
-    summary = run_search(
-        SearchSettings(
-            method=FLAGS.method,
-            objective=FLAGS.objective,
-            budget=FLAGS.budget,
-            seed=FLAGS.seed,
-            values=values,
-            log_dir=run_dir,
-            results_dir=FLAGS.results_dir,
-            functions_dir=FLAGS.functions_dir,
-            noise_std=FLAGS.noise_std,
-            episodes=FLAGS.episodes,
-            policy=FLAGS.policy,
-            hidden=hidden,
-            bias=FLAGS.bias,
-            normalize=FLAGS.normalize,
-            episode_length=FLAGS.episode_length,
-            progress=FLAGS.progress,
-        )
+    settings = SearchSettings(
+        method=FLAGS.method,
+        objective=FLAGS.objective,
+        budget=FLAGS.budget,
+        seed=FLAGS.seed,
+        values=values,
+        run_dir=run_dir,
+        results_dir=FLAGS.results_dir,
+        functions_dir=FLAGS.functions_dir,
+        noise_std=FLAGS.noise_std,
+        episodes=FLAGS.episodes,
+        policy=FLAGS.policy,
+        hidden=hidden,
+        bias=FLAGS.bias,
+        normalize=FLAGS.normalize,
+        episode_length=FLAGS.episode_length,
+        progress=FLAGS.progress,
     )
+    if FLAGS.dry_run:
+        print(f"dry run: {describe(settings)}")
+        return
+    summary = run_search(settings)
     shown = {k: v for k, v in summary.items() if k != "best_parameters"}
     print(json.dumps(shown, indent=2))
 

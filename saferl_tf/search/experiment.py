@@ -60,7 +60,7 @@ class SearchSettings:
     budget: int = 300
     seed: int = 0
     values: dict[str, str] = dataclasses.field(default_factory=dict)  # Searcher config.
-    log_dir: str | None = None
+    run_dir: str | None = None
     results_dir: str = "results/search"
     functions_dir: str = "results/synthetic_functions"
     noise_std: float = 0.1  # Synthetic objectives: observation noise (std).
@@ -81,8 +81,8 @@ def objective_folder(spec: str) -> str:
 
 
 def run_dir_for(settings: SearchSettings) -> Path:
-    if settings.log_dir:
-        return Path(settings.log_dir)
+    if settings.run_dir:
+        return Path(settings.run_dir)
     folder = objective_folder(settings.objective)
     return Path(settings.results_dir) / settings.method / folder / str(settings.seed)
 
@@ -95,6 +95,17 @@ def _check(settings: SearchSettings):
     if settings.noise_std < 0:
         raise ConfigError(f"--noise_std must be >= 0, got {settings.noise_std}")
     return methods.method_config(settings.method, settings.values)
+
+
+def describe(settings: SearchSettings) -> str:
+    """What ``run_search(settings)`` would do, after every check it makes before
+    searching (method, its config, the objective spec); writes nothing."""
+    config = _check(settings)
+    parse_objective_spec(settings.objective)
+    return (
+        f"would run {settings.method} on {settings.objective} for {settings.budget} "
+        f"evaluations into {run_dir_for(settings)}; config: {config_to_dict(config)}"
+    )
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

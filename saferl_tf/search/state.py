@@ -41,7 +41,7 @@ OLD_PICKLE_FILE = "search_state.pkl"
 _ARRAY = "__ndarray__"
 _ARRAYS_FILE = re.compile(r"search_state-[0-9a-f]{16}\.npz")
 _WHAT_TO_DO = (
-    "it was left as it is: start a new search with another --log_dir, or move it "
+    "it was left as it is: start a new search with another --run_dir, or move it "
     "and the search_state-*.npz beside it away to restart this one from evaluation 0"
 )
 
@@ -113,7 +113,7 @@ def refuse_old_pickle(run_dir: str | Path) -> None:
         raise CheckpointError(
             f"{path} is a search state saved with pickle by an earlier saferl_tf; it is not "
             "loaded, since unpickling a file can run any code in it: start a new search with "
-            "another --log_dir (or delete that file to restart this one from evaluation 0)"
+            "another --run_dir (or delete that file to restart this one from evaluation 0)"
         )
 
 
