@@ -6,6 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from saferl_tf import cli
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,3 +46,15 @@ def test_run_guarded_loads_no_tensorflow(python, subprocess_env):
                             env=subprocess_env, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_ctrl_c_outside_the_training_loop_is_one_line_and_exit_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_guarded(interrupted)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "saferl_tf: stopped by Ctrl-C; its last checkpoint, if any, is kept"
+    ]

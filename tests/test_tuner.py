@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from saferl_tf.bo import study as study_module
+from saferl_tf import files as files_module
 from saferl_tf.bo.space import Parameter, SearchSpace
 from saferl_tf.bo.study import DONE, FAILED, STUDY_FILE, Study, Trial
 from saferl_tf.bo.synthetic import PROBLEMS
@@ -172,7 +172,7 @@ def test_a_save_goes_through_a_temporary_file_and_a_rename(tmp_path, monkeypatch
         renames.append((Path(source), Path(destination), json.loads(Path(source).read_text())))
         real_replace(source, destination)
 
-    monkeypatch.setattr(study_module.os, "replace", replace)
+    monkeypatch.setattr(files_module.os, "replace", replace)
     study.trials.append(Trial(index=1, unit_point=[0.25], params={"x": 0.25}))
     study.save()
     ((source, destination, written),) = renames
@@ -191,7 +191,7 @@ def test_a_failed_save_keeps_the_previous_study_whole(tmp_path, monkeypatch, fai
     def full_disk(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(study_module.os, failing, full_disk)
+    monkeypatch.setattr(files_module.os, failing, full_disk)
     study.trials.append(Trial(index=1, unit_point=[0.25], params={"x": 0.25}))
     with pytest.raises(UserError) as raised:
         study.save()

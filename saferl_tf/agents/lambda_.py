@@ -203,8 +203,8 @@ class LambdaAgent(Agent):
             f"no GPU is visible and this LAMBDA config is sized for one: expect about "
             f"{rate:.2g} environment steps/s on a 2-core CPU ({seconds:.0f} s per update, "
             f"{config.train_steps} updates every {config.train_every} steps; "
-            "docs/BENCHMARKS.md). On a CPU use --config=vector,cpu (about 5 steps/s) "
-            "or --config=debug"
+            "docs/BENCHMARKS.md). On a CPU use --config=vector,cpu (37 steps/s early in a "
+            "run here) or, for a first run, --config=hazard on saferl_PointHazard-v0"
         )
 
     # --- Building ------------------------------------------------------------

@@ -13,15 +13,14 @@ overwritten.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
 import shlex
 from pathlib import Path
 from typing import Any
 
+from saferl_tf import files
 from saferl_tf.errors import ConfigError, UserError
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
@@ -34,31 +33,15 @@ def _reason(error: OSError) -> str:
 
 
 def make_folder(directory: Path) -> None:
-    """``mkdir -p``; a failure is a UserError naming the folder."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"cannot create the folder {directory} ({_reason(error)}); choose another "
-            "--study_dir, or fix the permissions or free disk space"
-        ) from None
+    """The study's folders; a failure names the folder and what to do."""
+    files.make_folder(
+        directory, "choose another --study_dir, or fix the permissions or free disk space"
+    )
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it over
-    ``path``: a crash or a full disk leaves the previous file whole."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())  # On disk before the rename makes it the file.
-        os.replace(temporary, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):  # The error below is the one to report.
-            temporary.unlink(missing_ok=True)
-        kept = "the previous version is kept" if path.exists() else "nothing was written"
-        raise UserError(f"cannot write {path} ({_reason(error)}; {kept}); {_RESUME}") from None
+    """Study files, whole or not at all (``saferl_tf.files.write_atomically``)."""
+    files.write_atomically(path, text, _RESUME)
 
 
 @dataclasses.dataclass

@@ -93,6 +93,12 @@ def run_guarded(main: Callable[[], object]) -> None:
         main()
     except (UserError, NonFiniteError) as error:
         fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        # Outside the loop's own handling (start-up, compilation): nothing was lost
+        # that a checkpoint held, and a traceback would only hide that.
+        print("saferl_tf: stopped by Ctrl-C; its last checkpoint, if any, is kept",
+              file=sys.stderr, flush=True)  # fmt: skip
+        sys.exit(130)
     except Exception as error:
         # The loop's Interrupted is looked up, not imported: importing the loop loads
         # TensorFlow, which programs that never train (plots) should not wait for.

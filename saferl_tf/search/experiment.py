@@ -33,13 +33,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from saferl_tf import files
 from saferl_tf.config import config_to_dict
 from saferl_tf.errors import ConfigError, NonFiniteError
 from saferl_tf.search import methods
@@ -109,9 +109,7 @@ def describe(settings: SearchSettings) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    files.write_atomically(path, data, "free disk space or fix the permissions, then rerun")
 
 
 def _record(settings: SearchSettings, config) -> dict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from saferl_tf import files
 from saferl_tf.errors import CheckpointError
 
 FORMAT = "saferl_tf.search_state"
@@ -76,9 +76,7 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    files.write_atomically(path, data, "free disk space or fix the permissions, then rerun")
 
 
 def save(run_dir: str | Path, state: dict) -> None:

@@ -19,18 +19,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
 import tensorflow as tf
 
 from saferl_tf import envs as envs_lib
+from saferl_tf import files
 from saferl_tf.agents import agent_class, make_agent
 from saferl_tf.agents.base import preset_names
 from saferl_tf.checkpoints import checkpoint_candidates
 from saferl_tf.config import build_config, config_to_dict
-from saferl_tf.errors import CheckpointError, ConfigError, UserError
+from saferl_tf.errors import CheckpointError, ConfigError
 from saferl_tf.training.logger import METRICS_FILE, Logger
 from saferl_tf.training.loop import LoopSettings, Trainer
 
@@ -153,25 +153,10 @@ def check_same_run(run_dir: Path, record: dict, keys, nested: str, what: str = "
         )
 
 
-def make_run_dir(run_dir: Path) -> None:
-    """Creates the run folder, or a one-line UserError naming it and why not."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"cannot create the run folder {run_dir}: {error.strerror or error}"
-        ) from None
-
-
 def _write_json(path: Path, data: dict) -> None:
     """Writes ``path`` whole or not at all (a full disk leaves the old file)."""
-    temporary = path.with_suffix(".tmp")
-    try:
-        temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    files.write_atomically(path, text, "free disk space or fix the permissions, then rerun")
 
 
 def _resume_step(checkpoint_dir: Path) -> int:
@@ -264,7 +249,7 @@ def train(settings: RunSettings) -> dict:
     check_same_run(run_dir, record, ("agent", "env"), "agent_config")
     checkpoint_dir = run_dir / "checkpoints"
     _refuse_unresumable(run_dir, checkpoint_dir)
-    make_run_dir(run_dir)
+    files.make_folder(run_dir, "choose another --run_dir, or fix the permissions")
     # Environments of a resumed run get fresh seeds, so that it does not replay
     # the episodes it saw before its checkpoint.
     env_seed = settings.seed * 1_000_003 + _resume_step(checkpoint_dir)

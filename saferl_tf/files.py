@@ -1,0 +1,50 @@
+"""Writing results safely: folders and whole-or-nothing files, with one-line errors.
+
+Every file a run or study depends on (configs, summaries, study and searcher
+state) is written with ``write_atomically``: a temporary file beside the
+target, flushed to disk, then renamed over it, so a kill or a full disk
+leaves the previous version whole. Failures become ``UserError``s that name
+the path, which the programs print as one ``error:`` line (exit code 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from saferl_tf.errors import UserError
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def make_folder(directory: str | Path, advice: str) -> Path:
+    """``mkdir -p directory``; a failure is a UserError naming it, then ``advice``."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the folder {directory} ({_reason(error)}); {advice}"
+        ) from None
+    return directory
+
+
+def write_atomically(path: str | Path, data: str | bytes, advice: str) -> None:
+    """Writes ``data`` to ``path`` whole or not at all; a failure is a UserError
+    naming ``path``, saying whether a previous version is kept, then ``advice``."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with open(temporary, "wb" if isinstance(data, bytes) else "w") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())  # On disk before the rename makes it the file.
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):  # The error below is the one to report.
+            temporary.unlink(missing_ok=True)
+        kept = "the previous version is kept" if path.exists() else "nothing was written"
+        raise UserError(f"cannot write {path} ({_reason(error)}; {kept}); {advice}") from None
