@@ -16,6 +16,7 @@ from gymnasium import spaces
 from saferl_tf.agents import LambdaAgent, Transition
 from saferl_tf.agents.base import preset_names
 from saferl_tf.config import build_config
+from saferl_tf.rl.lagrangian import ConstraintPenalty
 
 OBSERVATION = spaces.Box(-np.inf, np.inf, (5,), np.float32)
 ACTION = spaces.Box(-2.0, 2.0, (2,), np.float32)
@@ -94,7 +95,8 @@ class FixedNoiseMostPessimistic(FixedNoise, MostPessimisticValue):
 
 def test_a_subclass_changes_the_optimism_rule(tmp_path):
     # SWAG snapshots at updates 2 and 4; weight samples differ from the second on.
-    settings = dict(jit=False, posterior_samples=2, swag_burn_in=2, swag_period=2)
+    settings = dict(jit=False, posterior_samples=2, swag_burn_in=2, swag_period=2,
+                    swag_min_snapshots=2)  # fmt: skip
     optimistic = filled_agent(cls=FixedNoiseLambda, **settings)
     pessimistic = filled_agent(cls=FixedNoiseMostPessimistic, **settings)
     # The agent's seed does not reach Keras's initializers: copy every variable.
@@ -105,8 +107,8 @@ def test_a_subclass_changes_the_optimism_rule(tmp_path):
     batch = optimistic._sample_batch()
     for update in (1, 2, 3, 4):
         # Same seed, weights and batch: the agents stay equal while they do.
-        high = float(optimistic.train_batch(batch)["behavior/value"])
-        low = float(pessimistic.train_batch(batch)["behavior/value"])
+        high = float(optimistic.train_batch(batch)["behavior/chosen_mean_value"])
+        low = float(pessimistic.train_batch(batch)["behavior/chosen_mean_value"])
         snapshots = int(optimistic.swag.snapshots.numpy())
         if update < 4:
             # Below two snapshots every sample is the same weights: with the noise
@@ -130,13 +132,46 @@ def test_a_subclass_changes_the_optimism_rule(tmp_path):
         assert not np.allclose(once[key].numpy(), other[key].numpy()), key
 
 
-def test_discounted_cost_limit():
+def test_pretraining_trains_the_world_model_alone(tmp_path):
+    """The first round (pretrain_updates) leaves actor, critics and multiplier as
+    they were, as the published code; the next round trains them."""
+    agent = filled_agent(jit=False, steps=120, warmup_steps=100, pretrain_updates=2)
+    actor = [v.numpy().copy() for v in agent.actor.trainable_variables]
+    model = [v.numpy().copy() for v in agent.rssm.trainable_variables]
+    agent.update()  # Pre-training round.
+    assert int(agent.model_updates.numpy()) == 2 and int(agent.behavior_updates.numpy()) == 0
+    for before, variable in zip(actor, agent.actor.trainable_variables):
+        np.testing.assert_array_equal(before, variable.numpy())
+    assert any(
+        not np.array_equal(b, v.numpy()) for b, v in zip(model, agent.rssm.trainable_variables)
+    )
+    agent.train_batch(agent._sample_batch())  # A regular update trains the actor.
+    assert int(agent.behavior_updates.numpy()) == 1
+    assert any(
+        not np.array_equal(b, v.numpy()) for b, v in zip(actor, agent.actor.trainable_variables)
+    )
+
+
+def test_the_cost_limit_is_per_episode_and_compared_on_the_imagined_cost_scale():
+    """25 per 1,000 environment steps with action repeat 2 is 0.05 per agent step;
+    an imagined cost stream of exactly that, discounted, is the limit."""
     agent = LambdaAgent(OBSERVATION, ACTION, debug_config(cost_limit=25.0, episode_length=1000,
                                                           action_repeat=2))  # fmt: skip
-    gamma, steps = agent.config.safety_discount, 500
-    assert agent.discounted_cost_limit == pytest.approx(
-        25 / steps * (1 - gamma**steps) / (1 - gamma)
-    )
+    gamma = agent.config.safety_discount
+    per_step = 25.0 / 1000 * 2
+    discounted_stream = sum(per_step * gamma**t for t in range(200_000))  # NumPy-free reference
+    assert agent.discounted_cost_limit == pytest.approx(discounted_stream, rel=1e-9)
+    assert agent.discounted_cost_limit == pytest.approx(10.0)
+
+
+def test_imagined_cost_is_the_cost_probability_times_the_action_repeat():
+    agent = filled_agent(jit=False, action_repeat=3)
+    _, start = agent._model_step(agent._sample_batch(), tf.constant([1, 2]))
+    weights = agent.swag.sample_weights(1, tf.constant([3, 4]))
+    imagined = agent._imagine_sample(start, [w[0] for w in weights], tf.constant([5, 6]))
+    following = imagined["features"][:, 1:]
+    probability = tf.sigmoid(agent._scalar(agent.cost_head, following))
+    np.testing.assert_allclose(imagined["cost"].numpy(), 3 * probability.numpy(), rtol=1e-5)
 
 
 def _checkpoint_values(path) -> dict:
@@ -183,7 +218,8 @@ def test_checkpoint_round_trip_restores_every_variable(tmp_path):
 def _train(python, env, run_dir, *args, timeout=300):
     command = [python, str(ROOT / "launchers" / "train.py"), "--agent=lambda", "--config=debug",
                "--env=sgym_SafetyPointGoal1-v0", "--safety", "--episode_length=50",
-               "--eval_every=0", "--noprogress", f"--run_dir={run_dir}", *args]  # fmt: skip
+               "--eval_every=0", "--noprogress", f"--run_dir={run_dir}",
+               "--config.train_every=20", *args]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -290,3 +326,48 @@ def test_the_seed_decides_the_initial_weights():
     for name in first:
         np.testing.assert_array_equal(first[name], again[name], err_msg=name)
     assert any(not np.array_equal(first[n], other[n]) for n in first if "kernel" in n)
+
+
+class FixedMultiplier(ConstraintPenalty):
+    """A fixed lambda: the penalty lambda * g, never updated."""
+
+    def __init__(self, value=0.5):
+        super().__init__(name="fixed")
+        self.multiplier = tf.Variable(value, trainable=False)
+
+    def __call__(self, constraint):
+        return self.multiplier * constraint
+
+    def update(self, constraint):
+        pass
+
+    def metrics(self):
+        return {"multiplier": self.multiplier}
+
+
+class FixedMultiplierLambda(LambdaAgent):
+    @staticmethod
+    def make_penalty(config):
+        return FixedMultiplier()
+
+
+def test_a_subclass_swaps_the_penalty_for_a_fixed_multiplier():
+    agent = filled_agent(cls=FixedMultiplierLambda, jit=False)
+    metrics = {k: float(v) for k, v in agent.train_batch(agent._sample_batch()).items()}
+    assert metrics["lagrangian/multiplier"] == 0.5
+    assert metrics["behavior/penalty_psi"] == pytest.approx(0.5 * metrics["behavior/constraint"])
+
+
+def test_the_pid_penalty_is_a_config_switch():
+    agent = filled_agent(jit=False, penalty="pid")
+    metrics = {k: float(v) for k, v in agent.train_batch(agent._sample_batch()).items()}
+    assert {"lagrangian/integral", "lagrangian/derivative"} <= set(metrics)
+    assert "lagrangian/penalty" not in metrics
+    assert metrics["lagrangian/multiplier"] >= 0.0
+
+
+def test_an_unknown_penalty_is_a_one_line_config_error():
+    from saferl_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown constraint penalty 'cbf'.*pid"):
+        LambdaAgent(OBSERVATION, ACTION, debug_config(penalty="cbf"))

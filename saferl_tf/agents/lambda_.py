@@ -25,10 +25,20 @@ pixel model step on a machine without a GPU (see ``xla_cpu_convolutions``).
 Override ``optimistic_index`` and ``pessimistic_index`` to change how
 posterior samples are chosen.
 
-The cost limit d is per ``episode_length``-step episode in environment steps;
-the safety critic predicts a discounted sum of per-step costs, so d becomes
-(d / T) (1 - gamma_c^T) / (1 - gamma_c) with T the episode length in agent
-steps, the discounted cost of spending the budget evenly.
+``cost_limit`` is the budget per ``episode_length`` environment steps (25 per
+1,000 in the paper). Imagined costs are the cost head's probability times
+``action_repeat`` (the environment sums cost over repeated steps), and the
+safety critic predicts their discounted sum, so the limit is converted once
+to that scale: d = (cost_limit / episode_length) * action_repeat /
+(1 - safety_discount), the discounted cost of spending the budget evenly.
+The constraint is g = mean(V_c^lambda) - d over every start state and imagined
+position of the most pessimistic posterior sample.
+
+Where this differs from the published code (yardenas/la-mbda), on purpose:
+the lambda-returns run in forward time order (see ``saferl_tf.rl.returns``);
+the SWAG low-rank term draws one normal vector for all weights (the published
+code draws one per variable, which is not the SWAG posterior); and the
+published code compared the raw limit with the discounted cost value.
 """
 
 from __future__ import annotations
@@ -51,9 +61,10 @@ from saferl_tf.models.networks import (
     preprocess_image,
     seeded_initializers,
 )
+from saferl_tf.models.normalization import RunningNormalizer
 from saferl_tf.models.rssm import RSSM, RSSMState, balanced_kl, imagine
 from saferl_tf.models.swag import SWAG, cyclic_learning_rate
-from saferl_tf.rl.lagrangian import AugmentedLagrangian
+from saferl_tf.rl.lagrangian import ConstraintPenalty, make_penalty
 from saferl_tf.rl.returns import lambda_returns
 
 tfd = tfp.distributions
@@ -91,7 +102,12 @@ class LambdaAgent(Agent):
         unsafe_weight: float = 100.0  # Weight of the unsafe (cost >= 1) log-likelihood.
         model_learning_rate: tuple[float, float] = (1e-4, 5e-4)  # Cyclic, low to high.
         learning_rate_step_size: int = 200
-        model_epsilon: float = 1e-5
+        adam_epsilon: float = 1e-5  # Every optimizer's, as the published code's.
+        # Vector observations: normalized by running statistics, updated at the end
+        # of each training episode (an exponential average, weight 1 - 0.99 per
+        # episode, as the published code; without its zero bias), clipped to ±clip.
+        normalize_observations: bool = True
+        observation_clip: float = 10.0
         model_clip_norm: float = 100.0
         # SWAG posterior.
         swag_burn_in: int = 500
@@ -99,6 +115,9 @@ class LambdaAgent(Agent):
         swag_decay: float = 0.8
         swag_max_columns: int = 20
         swag_scale: float = 1.0
+        # Imagination samples weights once this many snapshots exist (the published
+        # code waits for all swag_max_columns); before, it uses the current weights.
+        swag_min_snapshots: int = 20
         posterior_samples: int = 5
         # Behaviour.
         batch_size: int = 32
@@ -116,11 +135,25 @@ class LambdaAgent(Agent):
         actor_clip_norm: float = 5.0
         critic_clip_norm: float = 1.0
         safety_critic_clip_norm: float = 50.0
-        target_update_every: int = 1000  # Behaviour updates between target copies (both critics).
-        # Augmented Lagrangian.
+        # Behaviour updates between copies of the critics into their targets, which
+        # only the critics' own regression targets use (the published code copies
+        # every 1,000 environment steps: once per round of 100 updates).
+        target_update_every: int = 100
+        # Clip imagined cost returns to [0, action_repeat / (1 - safety_discount)],
+        # what a per-step cost in [0, 1] can add up to. The published code does not.
+        clip_cost_returns: bool = False
+        # The constraint's penalty: "augmented_lagrangian" (the paper's) or "pid"
+        # (Stooke et al. 2020). Augmented Lagrangian: the multiplier's start, the
+        # quadratic penalty c's start and its growth factor per update. PID: gains
+        # on the constraint g per behaviour update; the multiplier starts at
+        # initial_multiplier.
+        penalty: str = "augmented_lagrangian"
         initial_multiplier: float = 1e-6
         initial_penalty: float = 5e-9
         penalty_growth: float = 1e-5
+        pid_kp: float = 0.05
+        pid_ki: float = 1e-3
+        pid_kd: float = 0.01
         episode_length: int = 1000  # Environment steps the cost limit refers to.
         # Schedule, in environment steps.
         warmup_steps: int = 5000
@@ -142,6 +175,12 @@ class LambdaAgent(Agent):
         self._check_config(config)
         self.pixels = len(observation_space.shape) == 3
         self.action_size = int(np.prod(action_space.shape))
+        size = int(np.prod(observation_space.shape))
+        self.observation_normalizer = RunningNormalizer(
+            size, clip=config.observation_clip, decay=0.99
+        )
+        self._normalize = config.normalize_observations and not self.pixels
+        self._episode_observations: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
         # Layers take Keras's global dtype policy when they are made: set it for
         # this agent's networks only. bfloat16 keeps float32's range, so no loss
         # scaling is needed; variables and the RSSM state stay float32.
@@ -155,9 +194,9 @@ class LambdaAgent(Agent):
             keras.mixed_precision.set_dtype_policy(previous_policy)
         self._build_optimizers()
         self.swag = SWAG(self._posterior_variables(), config.swag_decay, config.swag_max_columns,
-                         config.swag_burn_in, config.swag_period, config.swag_scale)  # fmt: skip
-        self.lagrangian = AugmentedLagrangian(config.initial_multiplier, config.initial_penalty,
-                                              config.penalty_growth)  # fmt: skip
+                         config.swag_burn_in, config.swag_period, config.swag_scale,
+                         min(config.swag_min_snapshots, config.swag_max_columns))  # fmt: skip
+        self.lagrangian = self.make_penalty(config)
         self.random = tf.random.Generator.from_seed(self.seed)
         self.model_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.behavior_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -165,11 +204,10 @@ class LambdaAgent(Agent):
         # Updates still due in the current round; a stop between updates keeps
         # the count in the checkpoint, so a resumed run finishes the round.
         self.remaining_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
-        agent_steps = max(config.episode_length // config.action_repeat, 1)
-        gamma = config.safety_discount
-        self.discounted_cost_limit = (config.cost_limit / agent_steps) * (
-            (1 - gamma**agent_steps) / (1 - gamma)
-        )
+        # The budget per environment step, summed over an agent step's repeats, as
+        # a discounted sum: the value of spending the budget evenly forever.
+        per_agent_step = config.cost_limit / config.episode_length * config.action_repeat
+        self.discounted_cost_limit = per_agent_step / (1.0 - config.safety_discount)
         jit = config.jit
         has_gpu = bool(tf.config.list_physical_devices("GPU"))
         self.model_jit = jit and (not self.pixels or has_gpu or config.xla_cpu_convolutions)
@@ -208,6 +246,17 @@ class LambdaAgent(Agent):
         )
 
     # --- Building ------------------------------------------------------------
+
+    @staticmethod
+    def make_penalty(config) -> ConstraintPenalty:
+        """The constraint's penalty (``saferl_tf.rl.lagrangian``); override to try
+        another, e.g. a fixed multiplier."""
+        if config.penalty == "pid":
+            return make_penalty("pid", kp=config.pid_kp, ki=config.pid_ki, kd=config.pid_kd,
+                                initial_multiplier=config.initial_multiplier)  # fmt: skip
+        return make_penalty(config.penalty, initial_multiplier=config.initial_multiplier,
+                            initial_penalty=config.initial_penalty,
+                            penalty_growth=config.penalty_growth)  # fmt: skip
 
     @staticmethod
     def _check_config(config) -> None:
@@ -268,17 +317,22 @@ class LambdaAgent(Agent):
         low, high = config.model_learning_rate
         self.model_optimizer = keras.optimizers.Adam(
             CyclicSchedule(low, high, config.learning_rate_step_size),
-            epsilon=config.model_epsilon, global_clipnorm=config.model_clip_norm,
+            epsilon=config.adam_epsilon, clipnorm=config.model_clip_norm,
         )  # fmt: skip
+        # Clipping as the published code (TF 2.4's clipnorm: each gradient tensor
+        # by its own norm), and the actor's gradient also by its global norm.
         self.actor_optimizer = keras.optimizers.Adam(
-            config.actor_learning_rate, global_clipnorm=config.actor_clip_norm
-        )
+            config.actor_learning_rate, epsilon=config.adam_epsilon,
+            global_clipnorm=config.actor_clip_norm,
+        )  # fmt: skip
         self.critic_optimizer = keras.optimizers.Adam(
-            config.critic_learning_rate, global_clipnorm=config.critic_clip_norm
-        )
+            config.critic_learning_rate, epsilon=config.adam_epsilon,
+            clipnorm=config.critic_clip_norm,
+        )  # fmt: skip
         self.safety_critic_optimizer = keras.optimizers.Adam(
-            config.safety_critic_learning_rate, global_clipnorm=config.safety_critic_clip_norm
-        )
+            config.safety_critic_learning_rate, epsilon=config.adam_epsilon,
+            clipnorm=config.safety_critic_clip_norm,
+        )  # fmt: skip
         # Slots exist before a checkpoint is restored into them.
         self.model_optimizer.build(self._model_variables())
         self.actor_optimizer.build(self.actor.trainable_variables)
@@ -304,7 +358,23 @@ class LambdaAgent(Agent):
             return preprocess_image(observation)
         event_rank = len(self.observation_space.shape)
         leading = observation.shape[: observation.shape.rank - event_rank]
-        return tf.cast(tf.reshape(observation, [*leading, -1]), tf.float32)
+        flat = tf.cast(tf.reshape(observation, [*leading, -1]), tf.float32)
+        return self.observation_normalizer.normalize(flat) if self._normalize else flat
+
+    def _observe(self, transition) -> None:
+        """Feeds each finished training episode [o_0, ..., o_T] to the observation
+        statistics (the published code's timing: once per episode)."""
+        if not self._normalize:
+            return
+        ended = np.asarray(transition.terminated) | np.asarray(transition.truncated)
+        for index in range(len(ended)):
+            episode = self._episode_observations[index]
+            if not episode:
+                episode.append(np.asarray(transition.observation[index]).reshape(-1))
+            episode.append(np.asarray(transition.next_observation[index]).reshape(-1))
+            if ended[index]:
+                self.observation_normalizer.update(np.stack(episode))
+                episode.clear()
 
     def _copy_target(self) -> None:
         pairs = ((self.target_critic, self.critic), (self.target_safety_critic, self.safety_critic))
@@ -384,7 +454,7 @@ class LambdaAgent(Agent):
             batch = self._sample_batch()
             if batch is None:
                 break  # Too little data for one sequence yet; try again later.
-            metrics = self.train_batch(batch)
+            metrics = self.train_batch(batch, behavior=last >= 0)
             remaining -= 1
             self.control.report(total - remaining, total)
         self.remaining_updates.assign(remaining)
@@ -416,10 +486,14 @@ class LambdaAgent(Agent):
             "terminated": tf.constant(batch["terminated"], tf.float32),
         }
 
-    def train_batch(self, batch: dict) -> dict:
-        """One model update and one behaviour update on ``batch`` (see ``_batch_tensors``)."""
+    def train_batch(self, batch: dict, behavior: bool = True) -> dict:
+        """One model update and (with ``behavior``) one behaviour update on ``batch``
+        (see ``_batch_tensors``). Pre-training rounds train the model alone, as the
+        published code."""
         seeds = tf.cast(self.random.make_seeds(2), tf.int32)  # TFP wants int32 seeds.
         model_metrics, posterior = self._model_step(batch, seeds[:, 0])
+        if not behavior:
+            return model_metrics
         behavior_metrics = self._behavior_step(posterior, seeds[:, 1])
         if int(self.behavior_updates.numpy()) % self.config.target_update_every == 0:
             self._copy_target()
@@ -509,6 +583,9 @@ class LambdaAgent(Agent):
         seeds = tf.random.experimental.stateless_split(seed, 2)
 
         def policy(features, policy_seed):
+            # As the published code: the actor's gradient reaches it through the
+            # dynamics and heads, not through its own input features.
+            features = tf.stop_gradient(features)
             return self.action_distribution(features)[0].sample(seed=policy_seed)
 
         states, _ = imagine(self.rssm, start, policy, self.config.horizon, self.action_size,
@@ -517,8 +594,10 @@ class LambdaAgent(Agent):
         following = features[1:]
         reward = self._scalar(self.reward_head, following, reward_weights,
                               self.reward_head.non_trainable_variables)  # fmt: skip
-        cost = tf.sigmoid(self._scalar(self.cost_head, following, cost_weights,
-                                       self.cost_head.non_trainable_variables))  # fmt: skip
+        # The environment sums cost over an agent step's repeats: so does imagination.
+        cost_logits = self._scalar(self.cost_head, following, cost_weights,
+                                   self.cost_head.non_trainable_variables)  # fmt: skip
+        cost = self.config.action_repeat * tf.sigmoid(cost_logits)
         terminal = tf.sigmoid(self._scalar(self.terminal_head, following, terminal_weights,
                                            self.terminal_head.non_trainable_variables))  # fmt: skip
         to_batch = lambda x: tf.transpose(x, [1, 0])  # noqa: E731  [H, N] -> [N, H]
@@ -540,60 +619,56 @@ class LambdaAgent(Agent):
             rollouts = [self._imagine_sample(start, [w[i] for w in sampled], seeds[i + 1])
                         for i in range(samples)]  # fmt: skip
             stacked = {k: tf.stack([r[k] for r in rollouts]) for k in rollouts[0]}  # [S, N, ...]
-            values = self._scalar(self.target_critic, stacked["features"])  # [S, N, H + 1]
+            # The actor's returns bootstrap with the online critics, as the published
+            # code; the target critics serve only the critics' own regression targets.
+            values = self._scalar(self.critic, stacked["features"])  # [S, N, H + 1]
             returns = lambda_returns(stacked["reward"], values[..., 1:], stacked["continue"],
                                      config.discount, config.lambda_)  # fmt: skip
-            chosen = self.optimistic_index(tf.stop_gradient(returns[..., 0]))  # [N]
-            pick = lambda x: tf.gather(  # noqa: E731  [S, N, ...] -> [N, ...]
-                tf.transpose(x, [1, 0, *range(2, len(x.shape))]), chosen[:, None], axis=1,
-                batch_dims=1)[:, 0]  # fmt: skip
+            # Optimism: per start state, the sample whose imagined states have the
+            # highest mean value (over the horizon, as the published code).
+            mean_values = tf.stop_gradient(tf.reduce_mean(values[..., 1:], -1))  # [S, N]
+            chosen = self.optimistic_index(mean_values)
+            pick = _picker(chosen)
             optimistic_returns = pick(returns)  # [N, H]
-            continues = pick(stacked["continue"])
-            weights = tf.stop_gradient(tf.math.cumprod(
-                tf.concat([tf.ones_like(continues[:, :1]), config.discount * continues[:, :-1]],
-                          1), axis=1))  # fmt: skip
-            actor_loss = -tf.reduce_mean(weights * optimistic_returns)
+            horizon = config.horizon
+            discounts = config.discount ** tf.range(horizon, dtype=tf.float32)  # gamma^t
+            actor_loss = -tf.reduce_mean(discounts * optimistic_returns)
             metrics = {}
             if config.safety:
-                # A target network for the bootstrap, and targets clipped to what a
-                # per-step cost in [0, 1] can add up to: choosing the most pessimistic
-                # sample bootstraps a maximum, which without both drifted upwards
-                # without bound (cost values of 400 where at most 200 is possible).
-                cost_values = self._scalar(self.target_safety_critic, stacked["features"])
+                cost_values = self._scalar(self.safety_critic, stacked["features"])
                 cost_returns = lambda_returns(stacked["cost"], cost_values[..., 1:],
                                               stacked["continue"], config.safety_discount,
                                               config.safety_lambda)  # fmt: skip
-                cost_returns = tf.clip_by_value(
-                    cost_returns, 0.0, 1.0 / (1.0 - config.safety_discount)
+                if config.clip_cost_returns:  # Zero gradient only outside [0, bound].
+                    bound = config.action_repeat / (1.0 - config.safety_discount)
+                    cost_returns = tf.clip_by_value(cost_returns, 0.0, bound)
+                pessimistic = self.pessimistic_index(
+                    tf.stop_gradient(tf.reduce_mean(cost_values[..., 1:], -1))
                 )
-                pessimistic = self.pessimistic_index(tf.stop_gradient(cost_returns[..., 0]))
-                pick_cost = lambda x: tf.gather(  # noqa: E731
-                    tf.transpose(x, [1, 0, *range(2, len(x.shape))]), pessimistic[:, None],
-                    axis=1, batch_dims=1)[:, 0]  # fmt: skip
-                pessimistic_returns = pick_cost(cost_returns)
-                constraint = tf.reduce_mean(pessimistic_returns[:, 0]) - self.discounted_cost_limit
+                pick_cost = _picker(pessimistic)
+                pessimistic_returns = pick_cost(cost_returns)  # [N, H]
+                # Every start state and imagined position estimates the cost value.
+                constraint = tf.reduce_mean(pessimistic_returns) - self.discounted_cost_limit
                 penalty = self.lagrangian(constraint)
                 actor_loss += penalty
-                cost_features = tf.stop_gradient(pick_cost(stacked["features"])[:, :-1])
-                cost_targets = tf.stop_gradient(pessimistic_returns)
-                safety_prediction = self._scalar(self.safety_critic, cost_features)
-                safety_critic_loss = -tf.reduce_mean(
-                    tf.stop_gradient(weights) * tfd.Normal(safety_prediction, 1.0).log_prob(
-                        cost_targets)
+                safety_critic_loss = self._critic_loss(
+                    self.safety_critic, self.target_safety_critic, pick_cost(stacked["features"]),
+                    pick_cost(stacked["cost"]), pick_cost(stacked["continue"]),
+                    config.safety_discount, config.safety_lambda,
                 )  # fmt: skip
                 metrics.update({
                     "behavior/safety_critic_loss": safety_critic_loss,
                     "behavior/constraint": constraint,
                     "behavior/penalty_psi": penalty,
-                    "behavior/cost_value": tf.reduce_mean(pessimistic_returns[:, 0]),
+                    "behavior/cost_value": tf.reduce_mean(pessimistic_returns),
                     "behavior/cost_value_spread": tf.reduce_mean(
-                        tf.math.reduce_std(cost_returns[..., 0], axis=0)),
+                        tf.math.reduce_std(cost_returns, axis=0)),
                 })  # fmt: skip
-            critic_features = tf.stop_gradient(pick(stacked["features"])[:, :-1])
-            prediction = self._scalar(self.critic, critic_features)
-            critic_loss = -tf.reduce_mean(
-                weights * tfd.Normal(prediction, 1.0).log_prob(tf.stop_gradient(optimistic_returns))
-            )
+            critic_loss = self._critic_loss(
+                self.critic, self.target_critic, pick(stacked["features"]),
+                pick(stacked["reward"]), pick(stacked["continue"]), config.discount,
+                config.lambda_,
+            )  # fmt: skip
         self._apply(tape, actor_loss, actor_variables, self.actor_optimizer)
         self._apply(tape, critic_loss, self.critic.trainable_variables, self.critic_optimizer)
         if config.safety:
@@ -605,16 +680,37 @@ class LambdaAgent(Agent):
         metrics.update({
             "behavior/actor_loss": actor_loss,
             "behavior/critic_loss": critic_loss,
-            "behavior/value": tf.reduce_mean(optimistic_returns[:, 0]),
-            "behavior/value_spread": tf.reduce_mean(tf.math.reduce_std(returns[..., 0], axis=0)),
+            "behavior/value": tf.reduce_mean(optimistic_returns),
+            # What the optimism rule chose by: the chosen samples' mean value.
+            "behavior/chosen_mean_value": tf.reduce_mean(_picker(chosen)(mean_values)),
+            "behavior/value_spread": tf.reduce_mean(tf.math.reduce_std(returns, axis=0)),
             "behavior/imagined_reward": tf.reduce_mean(stacked["reward"]),
             "behavior/imagined_cost": tf.reduce_mean(stacked["cost"]),
-            "lagrangian/multiplier": tf.identity(self.lagrangian.multiplier),
-            "lagrangian/penalty": tf.identity(self.lagrangian.penalty),
+            **{f"lagrangian/{k}": tf.identity(v) for k, v in self.lagrangian.metrics().items()},
         })  # fmt: skip
         return metrics
+
+    def _critic_loss(self, critic, target, features, rewards, continues, discount, lambda_):
+        """A critic's regression on one sample's trajectories: features [N, H + 1],
+        rewards and continues [N, H]; lambda-return targets bootstrapped by the
+        target network, unweighted over positions (as the published code)."""
+        features = tf.stop_gradient(features)
+        targets = lambda_returns(rewards, self._scalar(target, features)[:, 1:], continues,
+                                 discount, lambda_)  # fmt: skip
+        prediction = self._scalar(critic, features[:, :-1])
+        return -tf.reduce_mean(tfd.Normal(prediction, 1.0).log_prob(tf.stop_gradient(targets)))
 
     @staticmethod
     def _apply(tape, loss, variables, optimizer) -> None:
         gradients = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
+
+
+def _picker(chosen):
+    """[N] sample indices -> a function taking [S, N, ...] to the chosen [N, ...]."""
+
+    def pick(x):
+        by_state = tf.transpose(x, [1, 0, *range(2, len(x.shape))])
+        return tf.gather(by_state, chosen[:, None], axis=1, batch_dims=1)[:, 0]
+
+    return pick

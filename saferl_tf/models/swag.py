@@ -30,13 +30,18 @@ import tensorflow as tf
 class SWAG(tf.Module):
     def __init__(self, variables, decay: float = 0.8, max_columns: int = 20,
                  burn_in: int = 500, period: int = 200, scale: float = 1.0,
-                 name: str = "swag"):  # fmt: skip
+                 min_snapshots: int = 1, name: str = "swag"):  # fmt: skip
         super().__init__(name=name)
         self._variables = list(variables)
         if not self._variables:
             raise ValueError("SWAG needs at least one variable")
-        if max_columns < 1 or period < 1 or burn_in < 0:
-            raise ValueError("SWAG needs max_columns >= 1, period >= 1 and burn_in >= 0")
+        if max_columns < 1 or period < 1 or burn_in < 0 or min_snapshots < 1:
+            raise ValueError(
+                "SWAG needs max_columns >= 1, period >= 1, burn_in >= 0 and min_snapshots >= 1"
+            )
+        # Samples are drawn once this many snapshots exist; before, every sample
+        # is the current weights (LAMBDA's code waits for all max_columns).
+        self.min_snapshots = min_snapshots
         self.shapes = [tuple(v.shape) for v in self._variables]
         self.sizes = [int(np.prod(shape)) for shape in self.shapes]
         size = sum(self.sizes)
@@ -107,8 +112,8 @@ class SWAG(tf.Module):
     def sample_weights(self, num_samples: int, seed) -> list[tf.Tensor]:
         """``num_samples`` posterior samples as per-variable tensors [S, *shape].
 
-        ``seed`` is a stateless seed (shape [2] int); before the first snapshot
-        every sample is the current weights.
+        ``seed`` is a stateless seed (shape [2] int); before ``min_snapshots``
+        snapshots exist every sample is the current weights.
         """
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
         dtype = self.mean.dtype
@@ -116,7 +121,7 @@ class SWAG(tf.Module):
         z_low_rank = tf.random.stateless_normal([num_samples, self.max_columns], seeds[1],
                                                 dtype=dtype)  # fmt: skip
         flat = tf.cond(
-            self.snapshots > 0,
+            self.snapshots >= self.min_snapshots,
             lambda: self.sample(z_diagonal, z_low_rank),
             lambda: tf.tile(self.flat()[None], [num_samples, 1]),
         )
