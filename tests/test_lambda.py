@@ -371,3 +371,39 @@ def test_an_unknown_penalty_is_a_one_line_config_error():
 
     with pytest.raises(ConfigError, match="unknown constraint penalty 'cbf'.*pid"):
         LambdaAgent(OBSERVATION, ACTION, debug_config(penalty="cbf"))
+
+
+def _numpy_lambda_returns(rewards, next_values, continues, discount, lambda_):
+    """Forward-ordered TD(lambda) targets in float64, one loop per trajectory."""
+    returns = np.zeros_like(rewards, np.float64)
+    following = next_values[..., -1].astype(np.float64)
+    for t in reversed(range(rewards.shape[-1])):
+        following = rewards[..., t] + discount * continues[..., t] * (
+            (1 - lambda_) * next_values[..., t] + lambda_ * following
+        )
+        returns[..., t] = following
+    return returns
+
+
+class OneSampleFixedNoise(FixedNoise, LambdaAgent):
+    pass
+
+
+def test_the_constraint_averages_the_cost_value_over_every_start_and_position():
+    """g = mean over all N start states and H imagined positions of the cost
+    lambda-returns, minus the discounted limit, against a float64 reference."""
+    agent = filled_agent(cls=OneSampleFixedNoise, jit=False, posterior_samples=1)
+    _, start = agent._model_step(agent._sample_batch(), tf.constant([1, 2]))
+    # No SWAG snapshot yet: the one sample is the current weights.
+    weights = agent._posterior_variables()
+    imagined = agent._imagine_sample(start, [tf.identity(w) for w in weights], None)
+    cost_values = agent._scalar(agent.safety_critic, imagined["features"]).numpy()
+    config = agent.config
+    reference = _numpy_lambda_returns(imagined["cost"].numpy(), cost_values[:, 1:],
+                                      imagined["continue"].numpy(), config.safety_discount,
+                                      config.safety_lambda)  # fmt: skip
+    metrics = agent._behavior_step(start, tf.constant([3, 4]))
+    expected = reference.mean() - agent.discounted_cost_limit
+    assert float(metrics["behavior/constraint"]) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # Not the start position alone (what an earlier version used).
+    assert abs(reference[:, 0].mean() - reference.mean()) > 1e-3

@@ -85,3 +85,21 @@ def test_no_snapshot_before_burn_in_and_samples_are_the_weights():
 def test_cyclic_learning_rate_is_triangular():
     rates = [float(cyclic_learning_rate(step)) for step in (0, 100, 200, 300, 400)]
     assert rates == pytest.approx([1e-4, 3e-4, 5e-4, 3e-4, 1e-4])
+
+
+def test_sampling_waits_for_min_snapshots():
+    """Before ``min_snapshots`` snapshots every sample is the current weights (as
+    LAMBDA's published code, which waits for all of them); from then on they differ."""
+    weights = tf.Variable(tf.zeros([4]))
+    swag = SWAG([weights], decay=0.5, max_columns=3, burn_in=0, period=1, min_snapshots=3)
+    seed = tf.constant([1, 2])
+    for step in range(3):
+        weights.assign(tf.fill([4], float(step)) + tf.range(4, dtype=tf.float32) * step)
+        (sampled,) = swag.sample_weights(2, seed)
+        np.testing.assert_array_equal(sampled.numpy(), np.tile(weights.numpy(), (2, 1)))
+        swag.collect(step)
+    assert int(swag.snapshots) == 3
+    (sampled,) = swag.sample_weights(2, seed)
+    assert not np.allclose(sampled[0].numpy(), sampled[1].numpy())
+    with pytest.raises(ValueError, match="min_snapshots"):
+        SWAG([weights], min_snapshots=0)
