@@ -15,8 +15,12 @@ from pathlib import Path
 
 from saferl_tf.errors import UserError
 
+# What to do after a failed write of a run's own files (config, summary, state).
+RERUN_ADVICE = "free disk space or fix the permissions, then rerun"
 
-def _reason(error: OSError) -> str:
+
+def reason(error: OSError) -> str:
+    """The OS's words for ``error`` (its strerror), for one-line messages."""
     return error.strerror or str(error)
 
 
@@ -27,7 +31,7 @@ def make_folder(directory: str | Path, advice: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(
-            f"cannot create the folder {directory} ({_reason(error)}); {advice}"
+            f"cannot create the folder {directory} ({reason(error)}); {advice}"
         ) from None
     return directory
 
@@ -47,4 +51,4 @@ def write_atomically(path: str | Path, data: str | bytes, advice: str) -> None:
         with contextlib.suppress(OSError):  # The error below is the one to report.
             temporary.unlink(missing_ok=True)
         kept = "the previous version is kept" if path.exists() else "nothing was written"
-        raise UserError(f"cannot write {path} ({_reason(error)}; {kept}); {advice}") from None
+        raise UserError(f"cannot write {path} ({reason(error)}; {kept}); {advice}") from None

@@ -28,10 +28,6 @@ STUDY_FILE = "study.json"
 _RESUME = "free disk space or fix the permissions, then run the same command again to resume"
 
 
-def _reason(error: OSError) -> str:
-    return error.strerror or str(error)
-
-
 def make_folder(directory: Path) -> None:
     """The study's folders; a failure names the folder and what to do."""
     files.make_folder(
@@ -133,8 +129,8 @@ class Study:
             raw = path.read_bytes()
         except OSError as error:
             raise UserError(
-                f"cannot read {path} ({_reason(error)}); fix its permissions, or move it aside "
-                "to start a new study in that folder"
+                f"cannot read {path} ({files.reason(error)}); fix its permissions, or move "
+                "it aside to start a new study in that folder"
             ) from None
         try:
             data = json.loads(raw)  # Decoding errors are ValueErrors too.

@@ -109,7 +109,7 @@ def describe(settings: SearchSettings) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    files.write_atomically(path, data, "free disk space or fix the permissions, then rerun")
+    files.write_atomically(path, data, files.RERUN_ADVICE)
 
 
 def _record(settings: SearchSettings, config) -> dict:

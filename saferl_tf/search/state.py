@@ -76,7 +76,7 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    files.write_atomically(path, data, "free disk space or fix the permissions, then rerun")
+    files.write_atomically(path, data, files.RERUN_ADVICE)
 
 
 def save(run_dir: str | Path, state: dict) -> None:

@@ -156,7 +156,7 @@ def check_same_run(run_dir: Path, record: dict, keys, nested: str, what: str = "
 def _write_json(path: Path, data: dict) -> None:
     """Writes ``path`` whole or not at all (a full disk leaves the old file)."""
     text = json.dumps(data, indent=2, default=str) + "\n"
-    files.write_atomically(path, text, "free disk space or fix the permissions, then rerun")
+    files.write_atomically(path, text, files.RERUN_ADVICE)
 
 
 def _resume_step(checkpoint_dir: Path) -> int:
