@@ -174,7 +174,7 @@ def test_lambda_finishes_an_interrupted_round_after_a_restore(tmp_path):
     restored.update()  # Finishes the round: the 3 remaining pretraining updates.
     assert restored.control.reports == [(3, 5), (4, 5), (5, 5)]
     assert int(restored.remaining_updates.numpy()) == 0
-    assert int(restored.model_updates.numpy()) == 5
+    assert int(restored.world_model.updates.numpy()) == 5
     # Observed warmup_steps agent steps, each action_repeat environment steps.
     assert int(restored.last_train_step.numpy()) == config.warmup_steps * config.action_repeat
 
