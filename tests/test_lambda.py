@@ -299,10 +299,8 @@ def test_the_pixel_model_update_uses_xla_only_with_a_gpu_unless_asked(
     assert agent._behavior_step._jit_compile is jit and agent._policy_step._jit_compile is jit
 
 
-# Small networks and faster learning rates for an 8,000-step run; a fixed, small
-# penalty c with λ from 0: the paper's schedule (c 5e-9) does not move λ in a short
-# run, and faster ones drove λ to 50-1,700 while the early cost estimate was
-# still high (see the notes of issue 3).
+# The `hazard` preset: small networks for an 8,000-step run and a limit of 2 per
+# episode, with the agent's shipped penalty settings.
 @pytest.mark.slow
 def test_lambda_return_rises_while_the_cost_stays_under_its_limit(tmp_path):
     """On saferl_PointHazard-v0 (a hazard disc on the straight path to the goal;
