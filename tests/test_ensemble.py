@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble
@@ -193,3 +194,27 @@ def test_dynamics_ensemble_learns_changes_and_extras():
     assert prediction.cost is None and epistemic_std.shape == (50, 2)
     sampled = dynamics.step(observation[:50], action[:50], "fixed", tf.constant([1, 2]))
     assert sampled.next_observation.shape == (50, 2) and sampled.reward.shape == (50,)
+
+
+def test_pairwise_kl_is_the_mean_of_tfps_kl_over_ordered_pairs_and_dimensions():
+    from saferl_tf.models.ensemble import pairwise_kl
+
+    rng = np.random.default_rng(0)
+    k, n, d = 4, 6, 3
+    mean = rng.normal(size=(k, n, d))
+    variance = rng.uniform(0.1, 2.0, size=(k, n, d))
+    ours = pairwise_kl(tf.constant(mean), tf.constant(variance)).numpy()
+    normal = tfp.distributions.Normal
+    reference = np.zeros(n)
+    for i in range(k):
+        for j in range(k):
+            if i != j:
+                kl = tfp.distributions.kl_divergence(
+                    normal(mean[i], np.sqrt(variance[i])), normal(mean[j], np.sqrt(variance[j]))
+                ).numpy()
+                reference += kl.mean(-1) / (k * (k - 1))
+    np.testing.assert_allclose(ours, reference, rtol=1e-10)
+    # Agreeing members: no disagreement; a single member: zero by definition.
+    same = np.repeat(mean[:1], k, 0)
+    np.testing.assert_allclose(pairwise_kl(same, np.ones_like(same)).numpy(), 0.0, atol=1e-12)
+    assert pairwise_kl(tf.constant(mean[:1]), tf.constant(variance[:1])).shape == (n,)

@@ -99,7 +99,8 @@ class DynamicsEnsemble:
     def inputs(self, observation, action):
         return tf.concat([tf.cast(observation, tf.float32), tf.cast(action, tf.float32)], -1)
 
-    def _split(self, observation, outputs) -> StepPrediction:
+    def split(self, observation, outputs) -> StepPrediction:
+        """Model outputs [P, O + extras] -> a ``StepPrediction`` from ``observation``."""
         size = self.observation_size
         extras = {name: outputs[:, size + i] for i, name in enumerate(self.learned)}
         if "terminal" in extras:
@@ -110,7 +111,7 @@ class DynamicsEnsemble:
         """One step of every particle: observation [P, O], action [P, A]; see
         ``GaussianEnsemble.propagate`` for ``mode`` and ``sample``."""
         outputs = self.ensemble.propagate(self.inputs(observation, action), mode, seed, sample)
-        return self._split(observation, outputs)
+        return self.split(observation, outputs)
 
     def expected_step(self, observation, action):
         """The elites' mean prediction and the epistemic std of the next observation.
@@ -122,7 +123,7 @@ class DynamicsEnsemble:
         """
         moments = self.ensemble.moments(self.inputs(observation, action))
         size = self.observation_size
-        return self._split(observation, moments.mean), tf.sqrt(moments.epistemic_variance[:, :size])
+        return self.split(observation, moments.mean), tf.sqrt(moments.epistemic_variance[:, :size])
 
     def fit(
         self,

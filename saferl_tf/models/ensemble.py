@@ -49,6 +49,25 @@ _ACTIVATIONS = {"swish": tf.nn.silu, "relu": tf.nn.relu, "elu": tf.nn.elu, "tanh
 _VALIDATION_CHUNK = 1024
 
 
+def pairwise_kl(mean, variance) -> tf.Tensor:
+    """The members' disagreement: KL(N_i || N_j) of diagonal Gaussians averaged
+    over every ordered pair i != j of the K members and over the D output
+    dimensions (CMBPO's ensemble uncertainty). mean, variance [K, N, D] -> [N].
+
+    Per dimension, KL_ij = (log(var_j / var_i) + (var_i + (mu_i - mu_j)^2) / var_j - 1) / 2.
+    """
+    members = mean.shape[0]
+    if members < 2:
+        return tf.zeros(tf.shape(mean)[1:2], mean.dtype)
+    variance = tf.maximum(variance, 1e-10)  # Deterministic members: a tiny floor, as the seed.
+    mu_i, mu_j = mean[:, None], mean[None, :]  # [K, K, N, D]
+    var_i, var_j = variance[:, None], variance[None, :]
+    kl = 0.5 * (tf.math.log(var_j / var_i) + (var_i + tf.square(mu_i - mu_j)) / var_j - 1.0)
+    # The diagonal (i = j) is zero; divide the sum by the K (K - 1) ordered pairs.
+    per_dimension = tf.reduce_sum(kl, axis=[0, 1]) / (members * (members - 1))
+    return tf.reduce_mean(per_dimension, axis=-1)
+
+
 @dataclasses.dataclass
 class Moments:
     """Predictive moments over the elite members, each [N, O]."""

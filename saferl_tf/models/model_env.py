@@ -1,20 +1,33 @@
-"""A model environment: roll policies or action sequences through a dynamics ensemble.
+"""The model environment: every model-based agent's one rollout engine.
 
 ``ModelEnv`` steps thousands of particles at once through a
 ``DynamicsEnsemble``. Reward, cost and termination come from known
 functions (``TaskFunctions``, for example the environment's own) where given,
 otherwise from the model's learned outputs; one of the two must exist for
-reward and cost. Once a particle terminates, its later rewards and costs are
-zero.
+reward and cost. Once a particle's path ends (a termination, or too much
+model disagreement), its later steps count nothing.
+
+Three uses share it:
+
+- policy rollouts (MBPO-style, CMBPO): ``rollout_policy`` with PETS
+  propagation (``propagation``, ``sample``), optionally measuring the members'
+  disagreement (``measure_disagreement``: the mean pairwise KL of all members'
+  Gaussians, ``ensemble.pairwise_kl``) and ending each path before the step
+  whose accumulated disagreement would reach ``uncertainty_budget``;
+- action-sequence rollouts (PETS, CEM): ``rollout_actions``;
+- hallucinated rollouts (the pessimistic planner): ``rollout_actions`` with
+  ``push`` [P, H, O], which follows the elites' mean plus push times the
+  epistemic std at each step (``planning.objectives.TrajectoryModel`` adapts
+  the planners' broadcasting to it).
 
 Call sequence::
 
     model_env = ModelEnv(dynamics, task=envs.task_functions(env_id), propagation="fixed")
     rollout = model_env.rollout_actions(start [P, O], actions [P, H, A], seed [2])
     rollout = model_env.rollout_policy(start [P, O], policy, horizon, seed [2])
-    rollout.observations  # [P, H + 1, O]; rewards, costs, alive: [P, H]
+    rollout.observations  # [P, H + 1, O]; rewards, costs, alive, terminated: [P, H]
 
-Both rollouts are pure TensorFlow (``tf.while`` over the horizon), so they run
+All rollouts are pure TensorFlow (``tf.while`` over the horizon), so they run
 inside an agent's compiled step; ``compiled_rollout_actions`` is a ready
 XLA-compiled entry point, traced once per shape.
 """
@@ -29,17 +42,27 @@ import tensorflow as tf
 from saferl_tf.envs.registry import TaskFunctions
 from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble, require_signals, step_signals
-from saferl_tf.models.ensemble import PROPAGATION_MODES
+from saferl_tf.models.ensemble import PROPAGATION_MODES, pairwise_kl
 
 
 class Rollout(NamedTuple):
     """Imagined trajectories of P particles over H steps (a tf.nest structure)."""
 
-    observations: tf.Tensor  # [P, H + 1, O]
+    observations: tf.Tensor  # [P, H + 1, O]; after a path ends, what the model went on with
     actions: tf.Tensor  # [P, H, A]
-    rewards: tf.Tensor  # [P, H]
-    costs: tf.Tensor  # [P, H]
-    alive: tf.Tensor  # [P, H]: 1 where the step happened before any termination
+    rewards: tf.Tensor  # [P, H], zero after the path ended
+    costs: tf.Tensor  # [P, H], zero after the path ended
+    alive: tf.Tensor  # [P, H]: 1 where step t belongs to the path
+    terminated: tf.Tensor  # [P, H]: 1 at the step whose transition terminated the path
+    disagreement: tf.Tensor  # [P, H]: the members' KL at each step (0 unless measured)
+
+
+class StepResult(NamedTuple):
+    next_observation: tf.Tensor  # [P, O]
+    reward: tf.Tensor  # [P]
+    cost: tf.Tensor  # [P]
+    terminal: tf.Tensor  # [P] in {0, 1}
+    disagreement: tf.Tensor  # [P]; zeros unless measured
 
 
 class ModelEnv:
@@ -50,7 +73,11 @@ class ModelEnv:
       task: known reward/cost/termination functions; a function that is
         None there must be learned by ``dynamics``.
       propagation: 'fixed' (TS-∞), 'random' (TS-1) or 'expectation'.
-      sample: add the members' aleatoric noise at every step.
+      sample: add the chosen member's aleatoric noise at every step (False:
+        its mean, as CMBPO's published code runs).
+      measure_disagreement: compute every member's prediction at each step
+        and their mean pairwise KL (``Rollout.disagreement``); the next
+        observation is then taken from the same predictions.
       jit: compile ``compiled_rollout_actions`` with XLA.
     """
 
@@ -60,6 +87,7 @@ class ModelEnv:
         task: TaskFunctions | None = None,
         propagation: str = "fixed",
         sample: bool = True,
+        measure_disagreement: bool = False,
         jit: bool = True,
     ):
         if propagation not in PROPAGATION_MODES:
@@ -71,48 +99,94 @@ class ModelEnv:
         self.task = task
         self.propagation = propagation
         self.sample = sample
+        self.measure_disagreement = measure_disagreement
         self.compiled_rollout_actions = tf.function(self.rollout_actions, jit_compile=jit)
 
-    def step(self, observation, action, seed):
-        """observation [P, O], action [P, A] -> next observation [P, O], reward,
-        cost and terminal [P] (terminal in {0, 1})."""
-        prediction = self.dynamics.step(observation, action, self.propagation, seed, self.sample)
+    def _predict(self, observation, action, seed, push=None):
+        """The model's step -> (StepPrediction, disagreement [P])."""
+        particles = tf.shape(observation)[0]
+        if push is not None:  # Hallucinated: the elites' mean, pushed along the epistemic std.
+            prediction, epistemic_std = self.dynamics.expected_step(observation, action)
+            following = prediction.next_observation + push * epistemic_std
+            return prediction.with_next_observation(following), tf.zeros([particles])
+        if not self.measure_disagreement:
+            prediction = self.dynamics.step(observation, action, self.propagation, seed,
+                                            self.sample)  # fmt: skip
+            return prediction, tf.zeros([particles])
+        return self._predict_with_disagreement(observation, action, seed)
+
+    def _predict_with_disagreement(self, observation, action, seed):
+        ensemble = self.dynamics.ensemble
+        mean, variance = ensemble.member_moments(
+            self.dynamics.inputs(observation, action), tf.range(ensemble.members)
+        )  # [E, P, D]
+        size = self.dynamics.observation_size
+        disagreement = pairwise_kl(mean[..., :size], variance[..., :size])
+        choice_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        elites = ensemble.elite_indices
+        count = tf.shape(elites)[0]
+        particles = tf.shape(observation)[0]
+        if self.propagation == "expectation":
+            outputs = tf.reduce_mean(tf.gather(mean, elites), axis=0)
+        else:
+            if self.propagation == "random":
+                slot = tf.random.stateless_uniform([particles], choice_seed, 0, count, tf.int32)
+            else:
+                slot = tf.range(particles) % count
+            member = tf.gather(elites, slot)  # [P]
+            rows = tf.stack([member, tf.range(particles)], -1)
+            outputs = tf.gather_nd(mean, rows)
+            if self.sample:  # The member's mean plus its own noise (std times a normal draw).
+                std = tf.sqrt(tf.gather_nd(variance, rows))
+                outputs += std * tf.random.stateless_normal(tf.shape(outputs), noise_seed)
+        return self.dynamics.split(observation, outputs), disagreement
+
+    def step(self, observation, action, seed, push=None) -> StepResult:
+        """observation [P, O], action [P, A], seed [2] -> one ``StepResult``;
+        ``push`` [P, O] hallucinates (see the module docstring)."""
+        prediction, disagreement = self._predict(observation, action, seed, push)
         reward, cost, terminal = step_signals(self.task, observation, action, prediction)
         if terminal is None:
             terminal = tf.zeros_like(reward)
-        return prediction.next_observation, reward, cost, terminal
+        return StepResult(prediction.next_observation, reward, cost, terminal, disagreement)
 
-    def _rollout(self, start, horizon: int, choose_action: Callable, seed) -> Rollout:
+    def _rollout(self, start, horizon: int, choose_action: Callable, seed, push=None,
+                 uncertainty_budget=None) -> Rollout:  # fmt: skip
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), horizon)
-        particles = tf.shape(start)[0]
-
-        def body(t, observation, alive, observations, actions, rewards, costs, alives):
-            action = choose_action(t, observation)
-            following, reward, cost, terminal = self.step(observation, action, seeds[t])
-            observations = observations.write(t + 1, following)
-            actions = actions.write(t, action)
-            rewards = rewards.write(t, reward * alive)
-            costs = costs.write(t, cost * alive)
-            alives = alives.write(t, alive)
-            return (
-                t + 1,
-                following,
-                alive * (1.0 - terminal),
-                observations,
-                actions,
-                rewards,
-                costs,
-                alives,
-            )
-
         start = tf.cast(start, tf.float32)
-        arrays = [tf.TensorArray(tf.float32, size=horizon + 1).write(0, start)]
-        arrays += [tf.TensorArray(tf.float32, size=horizon) for _ in range(4)]
-        _, _, _, observations, actions, rewards, costs, alives = tf.while_loop(
+        particles = tf.shape(start)[0]
+        push_t = None if push is None else tf.transpose(tf.cast(push, tf.float32), [1, 0, 2])
+
+        def body(t, observation, alive, accumulated, arrays):
+            action = choose_action(t, observation)
+            result = self.step(observation, action, seeds[t],
+                               None if push_t is None else push_t[t])  # fmt: skip
+            if uncertainty_budget is not None:
+                # As CMBPO: a path ends before the step that would take its
+                # accumulated disagreement to the budget.
+                alive = alive * tf.cast(accumulated + result.disagreement < uncertainty_budget,
+                                        tf.float32)  # fmt: skip
+            observations, actions, rewards, costs, alives, terminated, disagreements = arrays
+            arrays = (
+                observations.write(t + 1, result.next_observation),
+                actions.write(t, action),
+                rewards.write(t, result.reward * alive),
+                costs.write(t, result.cost * alive),
+                alives.write(t, alive),
+                terminated.write(t, result.terminal * alive),
+                disagreements.write(t, result.disagreement),
+            )
+            return (t + 1, result.next_observation, alive * (1.0 - result.terminal),
+                    accumulated + result.disagreement, arrays)  # fmt: skip
+
+        arrays = (tf.TensorArray(tf.float32, size=horizon + 1).write(0, start),
+                  *[tf.TensorArray(tf.float32, size=horizon) for _ in range(6)])  # fmt: skip
+        _, _, _, _, arrays = tf.while_loop(
             lambda t, *_: t < horizon,
             body,
-            [tf.constant(0), start, tf.ones([particles]), *arrays],
+            [tf.constant(0), start, tf.ones([particles]), tf.zeros([particles]), arrays],
         )
+        observations, actions, rewards, costs, alives, terminated, disagreements = arrays
 
         def stacked(array, rank):
             return tf.transpose(array.stack(), [1, 0, *range(2, rank)])
@@ -123,13 +197,22 @@ class ModelEnv:
             stacked(rewards, 2),
             stacked(costs, 2),
             stacked(alives, 2),
+            stacked(terminated, 2),
+            stacked(disagreements, 2),
         )
 
-    def rollout_actions(self, start, actions, seed) -> Rollout:
-        """start [P, O], actions [P, H, A] (H static), seed [2] int32."""
+    def rollout_actions(self, start, actions, seed, push=None) -> Rollout:
+        """start [P, O], actions [P, H, A] (H static), seed [2] int32; ``push``
+        [P, H, O] hallucinates along the epistemic std (module docstring)."""
         horizon = actions.shape[1]
-        return self._rollout(start, horizon, lambda t, _: actions[:, t], seed)
+        return self._rollout(start, horizon, lambda t, _: actions[:, t], seed, push)
 
-    def rollout_policy(self, start, policy: Callable, horizon: int, seed) -> Rollout:
-        """start [P, O]; ``policy(observation [P, O]) -> action [P, A]``; seed [2] int32."""
-        return self._rollout(start, horizon, lambda _, observation: policy(observation), seed)
+    def rollout_policy(self, start, policy: Callable, horizon: int, seed,
+                       uncertainty_budget=None) -> Rollout:  # fmt: skip
+        """start [P, O]; ``policy(observation [P, O]) -> action [P, A]``; seed [2]
+        int32. With ``uncertainty_budget`` (needs ``measure_disagreement``), each
+        path ends before the step at which its summed disagreement reaches it."""
+        if uncertainty_budget is not None and not self.measure_disagreement:
+            raise ConfigError("an uncertainty budget needs ModelEnv(measure_disagreement=True)")
+        return self._rollout(start, horizon, lambda _, observation: policy(observation), seed,
+                             uncertainty_budget=uncertainty_budget)  # fmt: skip

@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from saferl_tf.envs.registry import TaskFunctions
 from saferl_tf.errors import ConfigError
-from saferl_tf.models.dynamics import DynamicsEnsemble, require_signals, step_signals
+from saferl_tf.models.dynamics import DynamicsEnsemble, require_signals
+from saferl_tf.models.model_env import ModelEnv
 
 BARRIERS = ("relu", "huber", "quadratic", "exponential")
 
@@ -46,7 +47,9 @@ def barrier(excess: tf.Tensor, kind: str = "relu") -> tf.Tensor:
 
 
 class TrajectoryModel:
-    """Deterministic (hallucinated) rollouts of a dynamics ensemble.
+    """Deterministic (hallucinated) rollouts of a dynamics ensemble for planners:
+    the planners' broadcasting over ``ModelEnv``, the package's one rollout
+    engine (the elites' mean model, pushed along the epistemic std by η).
 
     Reward and cost come from ``task`` where it has them, otherwise from the
     dynamics' learned (mean) outputs.
@@ -56,6 +59,8 @@ class TrajectoryModel:
         require_signals(dynamics, task, "planning")
         self.dynamics = dynamics
         self.task = task
+        self.model_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
+                                  jit=False)  # fmt: skip
 
     def rollout(self, start, actions, eta=None, alpha=1.0):
         """Rewards and costs [N, H] of N sequences from one start state [O].
@@ -63,45 +68,19 @@ class TrajectoryModel:
         ``eta`` None follows the mean model; otherwise each step adds
         alpha · σ_epistemic · η. ``actions`` [Na, H, A] and ``eta`` [Ne, H, O]
         broadcast (Na or Ne may be 1). Steps after a predicted or known
-        termination count nothing. A ``tf.while_loop`` over the horizon, so
-        that compiling a planner stays quick.
+        termination count nothing.
         """
-        horizon = actions.shape[1]
         count = actions.shape[0] if eta is None else max(actions.shape[0], eta.shape[0])
         actions = tf.broadcast_to(actions, [count, *actions.shape[1:]])
+        push = None
         if eta is not None:
-            eta = tf.broadcast_to(tf.cast(eta, tf.float32), [count, *eta.shape[1:]])
+            push = alpha * tf.broadcast_to(tf.cast(eta, tf.float32), [count, *eta.shape[1:]])
         start = tf.cast(start, tf.float32)
         observation = tf.broadcast_to(start, [count, start.shape[-1]])
-        time_major_actions = tf.transpose(actions, [1, 0, 2])
-        time_major_eta = None if eta is None else tf.transpose(eta, [1, 0, 2])
-
-        def body(t, observation, alive, rewards, costs):
-            action = time_major_actions[t]
-            prediction, epistemic_std = self.dynamics.expected_step(observation, action)
-            following = prediction.next_observation
-            if time_major_eta is not None:
-                following = following + alpha * epistemic_std * time_major_eta[t]
-                prediction = prediction.with_next_observation(following)
-            reward, cost, terminal = step_signals(self.task, observation, action, prediction)
-            rewards = rewards.write(t, alive * reward)
-            costs = costs.write(t, alive * cost)
-            if terminal is not None:
-                alive = alive * (1.0 - terminal)
-            return t + 1, following, alive, rewards, costs
-
-        _, _, _, rewards, costs = tf.while_loop(
-            lambda t, *_: t < horizon,
-            body,
-            [
-                tf.constant(0),
-                observation,
-                tf.ones([count]),
-                tf.TensorArray(tf.float32, size=horizon),
-                tf.TensorArray(tf.float32, size=horizon),
-            ],
-        )
-        return tf.transpose(rewards.stack()), tf.transpose(costs.stack())
+        # The mean model draws no random numbers: any seed will do.
+        rollout = self.model_env.rollout_actions(observation, actions, tf.zeros([2], tf.int32),
+                                                 push)  # fmt: skip
+        return rollout.rewards, rollout.costs
 
     def reward_and_cost(self, start, reward_actions, reward_eta, cost_actions, cost_eta, alpha):
         """Rewards [Nr, H] along one set of trajectories and costs [Nc, H] along
