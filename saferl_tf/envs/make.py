@@ -19,6 +19,7 @@ def make(
     observation: str = "vector",
     seed: int | None = None,
     normalize_actions: bool = True,
+    task_observation: bool = False,
 ) -> wrappers.SafeEnv:
     """Makes an environment.
 
@@ -33,6 +34,11 @@ def make(
         headless rendering uses EGL, see ``rendering``).
       seed: seeds the first ``reset()``; later resets continue its stream.
       normalize_actions: expose a bounded Box action space as [-1, 1].
+      task_observation: apply the observation wrapper that the task's known
+        functions need (``registry.task_functions(env_id).observation_wrapper``,
+        for example the step velocity that safety-gymnasium's velocity tasks
+        append); unchanged where the task has no such wrapper. Vector
+        observations only.
 
     Returns:
       A ``SafeEnv``: ``step`` returns (observation, reward, cost, terminated,
@@ -48,6 +54,8 @@ def make(
         raise ConfigError(f"episode_length must be a positive integer, got {episode_length}")
     spec = registry.parse_env_id(env_id)
     pixels = observation == "pixels"
+    if task_observation and pixels:
+        raise ConfigError("task_observation needs observation='vector', not 'pixels'")
     if pixels:
         rendering.prepare_headless_rendering()
     render_kwargs = {"render_mode": "rgb_array"} if pixels else {}
@@ -62,6 +70,10 @@ def make(
         if length:
             inner = wrappers.time_limit(inner, length)
         env = wrappers.GymnasiumEnv(inner, returns_cost=False)
+    if task_observation:
+        functions = registry.task_functions(env_id)
+        if functions is not None and functions.observation_wrapper is not None:
+            env = functions.observation_wrapper(env)
     if pixels:
         env = wrappers.PixelObservation(env, PIXEL_SIZE)
     if normalize_actions and wrappers.NormalizeActions.needed(env.action_space):

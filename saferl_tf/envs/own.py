@@ -12,6 +12,7 @@ _MODULES: tuple[str, ...] = (
     "saferl_tf.envs.lqr",
     "saferl_tf.envs.point_hazard",
     "saferl_tf.envs.pendulum",
+    "saferl_tf.envs.half_cheetah_safe",
 )
 
 for _module in _MODULES:

@@ -52,11 +52,20 @@ class TaskFunctions:
 
     and the same for ``cost`` and ``terminal`` (1.0 where the episode ends).
     They describe one environment step, so they hold for ``action_repeat`` 1.
+    A None ``reward`` or ``cost`` is not known (a model must learn it); a None
+    ``terminal``: no termination is known (tasks that never terminate have None).
+
+    ``observation_wrapper``: where the functions need more than the
+    environment's own observation (for example a velocity-constrained task's
+    step velocity), the wrapper (``SafeEnv -> SafeEnv``) that appends it; the
+    functions then hold for observations of the wrapped environment, which
+    ``make(env_id, task_observation=True)`` makes. None: the plain observation.
     """
 
-    reward: Callable[[Any, Any, Any], Any]
-    cost: Callable[[Any, Any, Any], Any]
+    reward: Callable[[Any, Any, Any], Any] | None
+    cost: Callable[[Any, Any, Any], Any] | None
     terminal: Callable[[Any, Any, Any], Any] | None = None
+    observation_wrapper: Callable[[Any], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +109,17 @@ def own_env(name: str) -> _OwnEnv:
 
 
 def task_functions(env_id: str) -> TaskFunctions | None:
-    """The known reward/cost/termination functions of ``env_id``; None if it has none."""
+    """The known reward/cost/termination functions of ``env_id``; None if it has none.
+
+    ``saferl_`` tasks have those they registered; safety-gymnasium's velocity
+    tasks (``sgym_Safety<Robot>Velocity-v<n>``) have the functions of
+    ``envs.velocity``, which need its observation wrapper.
+    """
     spec = parse_env_id(env_id)
+    if spec.family == "sgym":
+        from saferl_tf.envs import velocity
+
+        return velocity.task_functions(spec.name)
     if spec.family != "saferl":
         return None
     return own_env(spec.name).task_functions

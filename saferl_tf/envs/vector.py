@@ -322,7 +322,7 @@ def make_vector(
         workers whenever ``num_envs > 1``.
       local: with workers, how many environments this process steps itself.
       make_kwargs: passed to ``make`` (action_repeat, episode_length,
-        observation, normalize_actions).
+        observation, normalize_actions, task_observation).
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
