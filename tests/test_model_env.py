@@ -59,7 +59,7 @@ def test_paths_end_before_the_step_that_reaches_the_uncertainty_budget():
     spreads = np.array([0.5, 1.0, 2.0, 0.0], np.float32)
     start = np.stack([spreads, np.zeros(4, np.float32)], 1)
     budget = 1.0
-    rollout = model_env.rollout_policy(tf.constant(start), lambda o: tf.zeros([4, 1]), 10,
+    rollout = model_env.rollout_policy(tf.constant(start), lambda o, seed: tf.zeros([4, 1]), 10,
                                        tf.constant([1, 2]), uncertainty_budget=budget)  # fmt: skip
     kl = _expected_kl(spreads)  # 0.125, 0.5, 2, 0 per step.
     np.testing.assert_allclose(rollout.disagreement.numpy(), np.tile(kl[:, None], 10), rtol=1e-6)
@@ -75,13 +75,15 @@ def test_without_a_budget_disagreement_is_measured_but_paths_run_on():
     model_env = ModelEnv(_SpreadDynamics(), ZERO_COST, propagation="fixed", sample=False,
                          measure_disagreement=True)  # fmt: skip
     start = tf.constant([[2.0, 0.0]] * 3)
-    rollout = model_env.rollout_policy(start, lambda o: tf.zeros([3, 1]), 4, tf.constant([0, 0]))
+    rollout = model_env.rollout_policy(
+        start, lambda o, seed: tf.zeros([3, 1]), 4, tf.constant([0, 0])
+    )
     assert rollout.alive.numpy().all()
     # 'fixed' propagation: particle p follows elite p mod 3, moving i * s per step.
     np.testing.assert_allclose(rollout.observations.numpy()[:, -1, 1], [0.0, 8.0, 16.0])
     with pytest.raises(ConfigError, match="measure_disagreement"):
         ModelEnv(_SpreadDynamics(), ZERO_COST).rollout_policy(
-            start, lambda o: tf.zeros([3, 1]), 4, tf.constant([0, 0]), uncertainty_budget=1.0
+            start, lambda o, seed: tf.zeros([3, 1]), 4, tf.constant([0, 0]), uncertainty_budget=1.0
         )
 
 

@@ -177,7 +177,7 @@ def test_model_env_rollouts_follow_a_fitted_model_of_the_pendulum():
         true.append(pendulum_step(true[-1], tf.constant(actions[:, t])))
     error = np.abs(rollout.observations.numpy()[:, -1] - true[-1].numpy())
     assert np.median(error[:, 2]) < 0.3  # Speed after 10 steps (true range ±3).
-    policy_rollout = model_env.rollout_policy(start[:5], lambda o: -o[:, 2:3] / 8.0, 4,
+    policy_rollout = model_env.rollout_policy(start[:5], lambda o, seed: -o[:, 2:3] / 8.0, 4,
                                               tf.constant([0, 0]))  # fmt: skip
     assert policy_rollout.actions.shape == (5, 4, 1)
     with pytest.raises(ConfigError, match="needs a reward function.*learns 'reward'"):

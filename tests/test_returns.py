@@ -97,3 +97,31 @@ def test_generalized_advantages_match_numpy(trajectory):
     gae = generalized_advantages(rewards, values, consistent, np.ones_like(rewards), 0.99, 0.95)
     returns = lambda_returns(rewards, consistent, np.ones_like(rewards), 0.99, 0.95)
     np.testing.assert_allclose(gae.numpy() + values, returns.numpy(), rtol=1e-10)
+
+
+def test_gae_over_a_stream_of_paths_equals_gae_per_path():
+    """A stream of three paths (a termination, a cut with a bootstrap, the end
+    of the batch) gives each path's own GAE, checked against a float64 loop."""
+    rng = np.random.default_rng(4)
+    lengths, ends = [4, 3, 5], ["terminated", "cut", "cut"]
+    rewards = rng.normal(size=sum(lengths))
+    values = rng.normal(size=sum(lengths))
+    next_values = rng.normal(size=sum(lengths))
+    continues, trace = np.ones(sum(lengths)), np.ones(sum(lengths))
+    expected, offset = np.zeros(sum(lengths)), 0
+    for length, end in zip(lengths, ends):
+        last = offset + length - 1
+        trace[last] = 0.0
+        if end == "terminated":
+            continues[last] = 0.0
+        following = 0.0
+        for t in reversed(range(offset, offset + length)):
+            delta = rewards[t] + 0.97 * continues[t] * next_values[t] - values[t]
+            following = delta + 0.97 * 0.5 * (t < last) * following
+            expected[t] = following
+        offset += length
+    got = generalized_advantages(rewards, values, next_values, continues, 0.97, 0.5, trace=trace)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    # Without the trace the paths would leak into each other.
+    leaked = generalized_advantages(rewards, values, next_values, continues, 0.97, 0.5)
+    assert not np.allclose(leaked.numpy(), expected)

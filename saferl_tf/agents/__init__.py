@@ -8,6 +8,7 @@ from saferl_tf.agents.base import (
     register_agent,
     registered_agents,
 )
+from saferl_tf.agents.cmbpo import CMBPOAgent, CPOAgent, TRPOAgent
 from saferl_tf.agents.lambda_ import LambdaAgent
 from saferl_tf.agents.pessimistic import (
     CostPenaltyCEMAgent,
@@ -22,6 +23,8 @@ from saferl_tf.config import AgentConfig
 __all__ = [
     "Agent",
     "AgentConfig",
+    "CMBPOAgent",
+    "CPOAgent",
     "CostPenaltyCEMAgent",
     "FixedEtaAgent",
     "LambdaAgent",
@@ -29,6 +32,7 @@ __all__ = [
     "PessimisticAgent",
     "PlanningAgent",
     "RandomAgent",
+    "TRPOAgent",
     "Transition",
     "agent_class",
     "make_agent",

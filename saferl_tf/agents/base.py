@@ -182,6 +182,12 @@ class Agent(tf.Module):
         return {}
 
     @classmethod
+    def wants_task_observation(cls, config: AgentConfig) -> bool:
+        """Whether the environment should add what its known task functions need
+        to the observation (``envs.make(task_observation=True)``)."""
+        return False
+
+    @classmethod
     def cpu_hint(cls, config: AgentConfig) -> str | None:
         """A line for users without a GPU when ``config`` is sized for one
         (expected speed, and the preset to use instead); None when it is not."""

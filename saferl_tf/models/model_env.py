@@ -152,13 +152,17 @@ class ModelEnv:
 
     def _rollout(self, start, horizon: int, choose_action: Callable, seed, push=None,
                  uncertainty_budget=None) -> Rollout:  # fmt: skip
-        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), horizon)
+        model_seed, policy_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 2)
+        )
+        seeds = tf.random.experimental.stateless_split(model_seed, horizon)
+        policy_seeds = tf.random.experimental.stateless_split(policy_seed, horizon)
         start = tf.cast(start, tf.float32)
         particles = tf.shape(start)[0]
         push_t = None if push is None else tf.transpose(tf.cast(push, tf.float32), [1, 0, 2])
 
         def body(t, observation, alive, accumulated, arrays):
-            action = choose_action(t, observation)
+            action = choose_action(t, observation, policy_seeds[t])
             result = self.step(observation, action, seeds[t],
                                None if push_t is None else push_t[t])  # fmt: skip
             if uncertainty_budget is not None:
@@ -205,14 +209,14 @@ class ModelEnv:
         """start [P, O], actions [P, H, A] (H static), seed [2] int32; ``push``
         [P, H, O] hallucinates along the epistemic std (module docstring)."""
         horizon = actions.shape[1]
-        return self._rollout(start, horizon, lambda t, _: actions[:, t], seed, push)
+        return self._rollout(start, horizon, lambda t, _, __: actions[:, t], seed, push)
 
     def rollout_policy(self, start, policy: Callable, horizon: int, seed,
                        uncertainty_budget=None) -> Rollout:  # fmt: skip
-        """start [P, O]; ``policy(observation [P, O]) -> action [P, A]``; seed [2]
-        int32. With ``uncertainty_budget`` (needs ``measure_disagreement``), each
+        """start [P, O]; ``policy(observation [P, O], seed [2]) -> action [P, A]``;
+        seed [2] int32. With ``uncertainty_budget`` (needs ``measure_disagreement``), each
         path ends before the step at which its summed disagreement reaches it."""
         if uncertainty_budget is not None and not self.measure_disagreement:
             raise ConfigError("an uncertainty budget needs ModelEnv(measure_disagreement=True)")
-        return self._rollout(start, horizon, lambda _, observation: policy(observation), seed,
-                             uncertainty_budget=uncertainty_budget)  # fmt: skip
+        return self._rollout(start, horizon, lambda _, observation, step_seed: policy(
+            observation, step_seed), seed, uncertainty_budget=uncertainty_budget)  # fmt: skip

@@ -41,16 +41,23 @@ def lambda_returns(rewards, next_values, continues, discount: float, lambda_: fl
 
 
 def generalized_advantages(rewards, values, next_values, continues, discount: float,
-                           lambda_: float):  # fmt: skip
-    """GAE: A_t = sum_k (gamma lambda)^k prod c * delta_{t+k} with
-    delta_t = r_t + gamma c_t V(s_{t+1}) - V(s_t); all [..., H]."""
+                           lambda_: float, trace=None):  # fmt: skip
+    """GAE: A_t = delta_t + gamma lambda k_t A_{t+1} with delta_t = r_t +
+    gamma c_t V(s_{t+1}) - V(s_t); all [..., H].
+
+    ``continues`` c_t (1 - terminal) decides whether V(s_{t+1}) is
+    bootstrapped; ``trace`` k_t (default c_t) whether A_{t+1} belongs to the
+    same path. Streams of several paths set k_t = 0 at every path end: with
+    c_t = 1 where a path was cut (time limit, end of a batch, a model rollout
+    stopped), V(s_{t+1}) then stands for the rest of it."""
     rewards = tf.convert_to_tensor(rewards)
     values = tf.cast(values, rewards.dtype)
     next_values = tf.cast(next_values, rewards.dtype)
     continues = tf.cast(continues, rewards.dtype)
+    trace = continues if trace is None else tf.cast(trace, rewards.dtype)
     deltas = rewards + discount * continues * next_values - values
     perm = _time_first(rewards.shape.rank)
-    deltas_t, continues_t = tf.transpose(deltas, perm), tf.transpose(continues, perm)
+    deltas_t, continues_t = tf.transpose(deltas, perm), tf.transpose(trace, perm)
 
     def step(following, elements):
         delta, keep = elements

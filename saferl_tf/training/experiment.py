@@ -257,6 +257,7 @@ def train(settings: RunSettings) -> dict:
         action_repeat=config.action_repeat,
         episode_length=settings.episode_length,
         observation=config.observation,
+        task_observation=cls.wants_task_observation(config),
     )
     board_dir = run_dir if settings.run_dir else settings.results_dir
     print(

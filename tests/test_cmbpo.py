@@ -1,0 +1,194 @@
+"""CMBPOAgent and its switches (cpo, trpo): the pieces against references
+(Boltzmann weights, the margin, the rollout schedule, the archive), one epoch on
+a fake environment, and launcher smoke runs with resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import ROOT
+from gymnasium import spaces
+
+from saferl_tf import envs
+from saferl_tf.agents import CMBPOAgent, CPOAgent, Transition, TRPOAgent
+from saferl_tf.agents.base import preset_names
+from saferl_tf.agents.cmbpo import (
+    boltzmann_epoch_probabilities,
+    schedule_length,
+    updated_margin,
+)
+from saferl_tf.config import build_config
+from saferl_tf.data.archive import TransitionArchive
+from saferl_tf.errors import ConfigError
+
+OBSERVATION = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+ACTION = spaces.Box(-1.0, 1.0, (2,), np.float32)
+# A known cost (the first observation entry above 0.5) and a learned reward.
+TASK = envs.TaskFunctions(reward=None,
+                          cost=lambda o, a, n: tf.cast(n[..., 0] > 0.5, tf.float32))  # fmt: skip
+
+
+def config_for(cls, **overrides):
+    return build_config(cls.Config, preset_names(cls), "debug", {"jit": False, **overrides})
+
+
+def test_boltzmann_epoch_weights():
+    kls = np.array([0.0, 0.5, 2.0])
+    probabilities = boltzmann_epoch_probabilities(kls, 2.0)
+    expected = np.exp(-2.0 * kls) / np.exp(-2.0 * kls).sum()
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-12)
+    # Huge KLs do not underflow to 0 / 0; negative estimates count as 0.
+    np.testing.assert_allclose(boltzmann_epoch_probabilities([1e4, 1e4 + 1], 2.0).sum(), 1.0)
+    np.testing.assert_allclose(boltzmann_epoch_probabilities([-1.0, 0.0], 2.0), [0.5, 0.5])
+
+
+def test_the_margin_update():
+    # Above the limit it grows by lr (cost - limit) / T; it decays and never goes negative.
+    margin = updated_margin(0.0, 30.0, 10.0, 1000)
+    assert margin == pytest.approx(1e-4 * 20 / 1000)
+    assert updated_margin(margin, 30.0, 10.0, 1000) == pytest.approx(0.9999 * margin + 2e-6)
+    assert updated_margin(1e-7, 0.0, 10.0, 1000) == 0.0
+    values, margin = [], 0.0
+    for _ in range(5):
+        margin = updated_margin(margin, 12.0, 10.0, 1000)
+        values.append(margin)
+    assert np.all(np.diff(values) > 0)
+
+
+def test_the_rollout_schedule_is_mbpos_linear_horizon():
+    schedule = (10, 500, 5, 30)
+    assert [schedule_length(e, schedule) for e in (0, 10, 255, 500, 900)] == [5, 5, 17, 30, 30]
+
+
+def test_the_archive_keeps_the_newest_rows_in_order_and_survives_a_checkpoint(tmp_path):
+    archive = TransitionArchive(5, {"x": ((2,), np.float32), "epoch": ((), np.int32)})
+    archive.add(x=np.arange(8, dtype=np.float32).reshape(4, 2), epoch=np.arange(4))
+    archive.add(x=np.arange(8, 14, dtype=np.float32).reshape(3, 2), epoch=np.arange(4, 7))
+    assert len(archive) == 5 and archive.added == 7
+    np.testing.assert_array_equal(archive.fields()["epoch"], [2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(archive.newest(2)["x"], [[10, 11], [12, 13]])
+    archive.before_checkpoint()
+    path = tf.train.Checkpoint(archive=archive).save(str(tmp_path / "ckpt"))
+    fresh = TransitionArchive(5, {"x": ((2,), np.float32), "epoch": ((), np.int32)})
+    tf.train.Checkpoint(archive=fresh).restore(path)
+    fresh.after_restore()
+    for key, value in archive.fields().items():
+        np.testing.assert_array_equal(fresh.fields()[key], value)
+    fresh.add(x=np.zeros((1, 2), np.float32), epoch=np.array([7]))
+    np.testing.assert_array_equal(fresh.fields()["epoch"], [3, 4, 5, 6, 7])
+
+
+def _run(agent, steps, seed=0):
+    """A 3-D random walk driven by the action; cost when x[0] > 0.5."""
+    rng = np.random.default_rng(seed)
+    observation = rng.normal(size=(1, 3)).astype(np.float32) * 0.1
+    metrics = []
+    for t in range(steps):
+        action = agent.act(observation, explore=True)
+        following = observation.copy()
+        following[:, :2] += 0.1 * action
+        following[:, 2] = 0.9 * following[:, 2] + 0.1 * rng.normal()
+        reward = np.array([-float(np.sum(following[:, :2] ** 2))])
+        cost = np.array([float(following[0, 0] > 0.5)])
+        truncated = np.array([t % 50 == 49])
+        agent.observe(Transition(observation, action, reward, cost, following,
+                                 np.array([False]), truncated))  # fmt: skip
+        observation = (
+            rng.normal(size=(1, 3)).astype(np.float32) * 0.1 if truncated[0] else following
+        )
+        result = agent.update()
+        if result:
+            metrics.append(result)
+    return metrics
+
+
+@pytest.mark.parametrize("cls, use_model", [(CMBPOAgent, True), (CPOAgent, False)])
+def test_an_epoch_updates_policy_values_and_model(cls, use_model):
+    agent = cls(OBSERVATION, ACTION, config_for(cls), task=TASK if use_model else None)
+    before = [v.numpy().copy() for v in agent.policy.parameters]
+    steps = 200 + 200 + 5 if use_model else 400 + 5
+    metrics = _run(agent, steps)
+    epochs = [m for m in metrics if "policy/case" in m]
+    assert len(epochs) == 1, [sorted(m) for m in metrics]
+    epoch = epochs[0]
+    assert all(np.isfinite(v) for v in epoch.values())
+    assert int(agent.epoch.numpy()) == 1
+    assert epoch["policy/kl"] <= agent.config.target_kl * 1.0001
+    if epoch["policy/accepted"]:
+        assert any(
+            not np.array_equal(b, v.numpy()) for b, v in zip(before, agent.policy.parameters)
+        )
+    if use_model:
+        assert "model/train_loss" in metrics[0] and metrics[0]["rollout/uncertainty_budget"] > 0
+        assert epoch["rollout/samples"] > 0 and epoch["policy/next_real_samples"] >= 50
+    else:
+        assert "rollout/samples" not in epoch
+    assert bool(agent.value.fitted.numpy())
+
+
+def test_the_policy_update_traces_once_over_epochs():
+    agent = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent, jit=True))
+    _run(agent, 1210)
+    assert int(agent.epoch.numpy()) == 3 and agent.trace_counts["policy_update"] == 1
+
+
+def test_trpo_refuses_the_constraint_and_bad_settings_are_one_line_errors():
+    with pytest.raises(ConfigError, match="use --agent=cpo"):
+        TRPOAgent(OBSERVATION, ACTION, config_for(TRPOAgent, safety=True))
+    with pytest.raises(ConfigError, match="unknown rollout_mode 'fast'"):
+        CMBPOAgent(OBSERVATION, ACTION, config_for(CMBPOAgent, rollout_mode="fast"))
+    with pytest.raises(ConfigError, match="action_repeat=1"):
+        CMBPOAgent(OBSERVATION, ACTION, config_for(CMBPOAgent, action_repeat=2))
+
+
+def _train(python, env, run_dir, agent, *args, timeout=400):
+    command = [python, str(ROOT / "launchers" / "train.py"), f"--agent={agent}", "--config=debug",
+               "--env=sgym_SafetyHalfCheetahVelocity-v1", "--eval_every=0", "--noprogress",
+               f"--run_dir={run_dir}", "--episode_length=100", *args]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env) if timeout is None else subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=timeout)  # fmt: skip
+
+
+@pytest.mark.parametrize("agent, extra", [("cmbpo", []), ("cmbpo", ["--nosafety"]),
+                                          ("cpo", []), ("trpo", [])])  # fmt: skip
+def test_launcher_smoke_run_of_each_switch(python, subprocess_env, tmp_path, agent, extra):
+    run_dir = tmp_path / agent
+    result = _train(python, subprocess_env, run_dir, agent, "--total_steps=900",
+                    "--checkpoint_every=900", *extra)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    cases = [row["policy/case"] for row in rows if "policy/case" in row]
+    assert cases, rows[-3:]
+    if agent == "trpo" or extra:
+        assert set(cases) == {4.0}
+    if agent == "cmbpo":
+        assert any("rollout/samples" in row for row in rows)
+    assert any("train/episode_cost" in row for row in rows)
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(python, subprocess_env, tmp_path):
+    run_dir = tmp_path / "run"
+    process = _train(python, subprocess_env, run_dir, "cmbpo", "--total_steps=100000",
+                     "--checkpoint_every=300", timeout=None)  # fmt: skip
+    deadline = time.time() + 300
+    checkpoints = run_dir / "checkpoints"
+    while time.time() < deadline and not list(checkpoints.glob("ckpt-2.index")):
+        time.sleep(1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert list(checkpoints.glob("ckpt-*.index")), process.stderr.read()[-3000:]
+    result = _train(python, subprocess_env, run_dir, "cmbpo", "--total_steps=1000",
+                    "--checkpoint_every=300")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] == 1000
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("policy/case" in row for row in rows)
