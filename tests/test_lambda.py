@@ -304,29 +304,34 @@ def test_the_pixel_model_update_uses_xla_only_with_a_gpu_unless_asked(
 @pytest.mark.slow
 def test_lambda_return_rises_while_the_cost_stays_under_its_limit(tmp_path):
     """On saferl_PointHazard-v0 (a hazard disc on the straight path to the goal;
-    driving through costs about 4 per episode) with a limit of 2 per episode:
-    8,000 steps, about 10 minutes on 2 cores."""
+    driving through costs about 4 per episode) with a limit of 2 per episode,
+    seeds 0 and 1: 8,000 steps each, about 10 minutes each on 2 cores."""
     from saferl_tf.analysis.results import read_scalars
     from saferl_tf.training.experiment import RunSettings, train
 
-    settings = RunSettings(
-        env="saferl_PointHazard-v0", agent="lambda", config="hazard", results_dir=str(tmp_path),
-        safety=True, total_steps=8000, eval_every=500, eval_episodes=3,
-        checkpoint_every=100000, progress=False, jit=True,
-    )  # fmt: skip
-    train(settings)
     cost_limit = build_config(LambdaAgent.Config, ["lambda"], "hazard").cost_limit
-    scalars = read_scalars(tmp_path / "lambda" / "saferl_PointHazard-v0" / "0")
-    steps, returns = scalars["eval/episode_return"]
-    _, costs = scalars["eval/episode_cost"]
-    early = returns[steps <= 2000].mean()
-    late, late_cost = returns[-3:], costs[-3:]
-    assert late.mean() > early + 5.0, (returns, costs)
-    assert late.mean() > -16.0  # A random policy scores about -20 to -25.
-    assert np.all(late_cost <= cost_limit), (returns, costs)
-    # While learning, after the random warm-up: on average within the limit too.
-    train_steps, train_costs = scalars["train/episode_cost"]
-    assert train_costs[train_steps > 1000].mean() <= cost_limit
+    early, late = [], []
+    for seed in (0, 1):
+        settings = RunSettings(
+            env="saferl_PointHazard-v0", agent="lambda", config="hazard", seed=seed,
+            results_dir=str(tmp_path), safety=True, total_steps=8000, eval_every=1000,
+            eval_episodes=3, checkpoint_every=100000, progress=False, jit=True,
+        )  # fmt: skip
+        train(settings)
+        scalars = read_scalars(tmp_path / "lambda" / "saferl_PointHazard-v0" / str(seed))
+        steps, returns = scalars["eval/episode_return"]
+        _, costs = scalars["eval/episode_cost"]
+        # Under the limit at every evaluation after the first rounds of updates,
+        # and on average while learning after the random warm-up.
+        assert np.all(costs[steps >= 2000] <= cost_limit), (seed, returns, costs)
+        train_steps, train_costs = scalars["train/episode_cost"]
+        assert train_costs[train_steps > 1000].mean() <= cost_limit, seed
+        early.append(returns[steps <= 2000].mean())
+        late.append(returns[-3:].mean())
+    # The return rises: a random policy scores about -20 to -25 and its episode
+    # returns vary by about +-3.
+    assert np.mean(late) > np.mean(early) + 3.0, (early, late)
+    assert np.mean(late) > -18.0, late
 
 
 def test_the_seed_decides_the_initial_weights():

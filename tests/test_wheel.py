@@ -76,6 +76,7 @@ def test_every_python_folder_is_a_package_in_the_wheel(wheel):
     assert not missing, f"folders without __init__.py are left out of the wheel: {missing}"
     presets = {p.name for p in (ROOT / "saferl_tf" / "configs").glob("*.yaml")}
     assert presets and {f"saferl_tf/configs/{name}" for name in presets} <= names
+    assert "saferl_tf/envs/assets/half_cheetah_safe.xml" in names
     assert any(name.endswith(".dist-info/LICENSE") for name in names)
 
 
@@ -90,6 +91,7 @@ def test_the_installed_package_imports_from_the_venv_with_its_presets(venv, user
     assert Path(package).resolve().is_relative_to(venv.resolve()), package  # Not the checkout.
     assert Path(configs).resolve().is_relative_to(venv.resolve()), configs
     assert (Path(configs) / "random.yaml").is_file()
+    assert (Path(package).parent / "envs" / "assets" / "half_cheetah_safe.xml").is_file()
 
 
 @pytest.mark.parametrize("program", list(PROGRAMS))
@@ -98,6 +100,8 @@ def test_console_script_help_names_the_output_flags(venv, user_env, tmp_path, pr
                             env=user_env, cwd=tmp_path, timeout=120)  # fmt: skip
     assert "Traceback" not in result.stderr
     assert f"{program} --" in result.stdout  # The program's own docstring, as usage.
+    if program == "saferl-plot":  # Its docstring's "95%" is not a format spec.
+        assert "95% stratified-bootstrap" in result.stdout
     for flag in PROGRAMS[program]:
         assert f"  {flag}:" in result.stdout
 

@@ -132,7 +132,8 @@ def launch(
     # named sys.argv[0]; a console script is neither, so hand both over.
     for name in set(flags.FLAGS) - defined_before:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
-    sys.modules["__main__"].__doc__ = doc
+    # absl formats the docstring with %: a literal "95% s..." must be doubled.
+    sys.modules["__main__"].__doc__ = doc.replace("%", "%%")
 
     def app_main(remaining: Sequence[str]) -> None:
         if len(remaining) > 1:
