@@ -119,7 +119,7 @@ def test_an_epoch_updates_policy_values_and_model(cls, use_model):
     assert len(epochs) == 1, [sorted(m) for m in metrics]
     epoch = epochs[0]
     assert all(np.isfinite(v) for v in epoch.values())
-    assert int(agent.epoch.numpy()) == 1
+    assert agent.schedule.epoch == 1
     assert epoch["policy/kl"] <= agent.config.target_kl * 1.0001
     if epoch["policy/accepted"]:
         assert any(
@@ -136,7 +136,7 @@ def test_an_epoch_updates_policy_values_and_model(cls, use_model):
 def test_the_policy_update_traces_once_over_epochs():
     agent = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent, jit=True))
     _run(agent, 1210)
-    assert int(agent.epoch.numpy()) == 3 and agent.trace_counts["policy_update"] == 1
+    assert agent.schedule.epoch == 3 and agent.trace_counts["policy_update"] == 1
 
 
 def test_trpo_refuses_the_constraint_and_bad_settings_are_one_line_errors():
@@ -194,3 +194,22 @@ def test_a_killed_run_resumes_from_its_checkpoint(python, subprocess_env, tmp_pa
     assert summary["env_steps"] == step + 900
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("policy/case" in row and row["step"] > step for row in rows)
+
+
+def test_acting_uses_the_current_policy_and_the_schedule_survives_a_checkpoint(tmp_path):
+    agent = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent))
+    observation = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    expected = agent.policy.mean_and_log_std(tf.constant(observation))[0].numpy()
+    np.testing.assert_allclose(agent.act(observation, explore=False), np.clip(expected, -1, 1),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    _run(agent, 410)  # One epoch: the policy changes, and acting follows it.
+    expected = agent.policy.mean_and_log_std(tf.constant(observation))[0].numpy()
+    np.testing.assert_allclose(agent.act(observation, explore=False), np.clip(expected, -1, 1),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    agent.save(tmp_path)
+    fresh = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent))
+    assert fresh.restore(tmp_path)
+    assert fresh.schedule == agent.schedule and fresh.schedule.epoch == 1
+    np.testing.assert_array_equal(fresh.archive.fields()["epoch"], agent.archive.fields()["epoch"])
+    np.testing.assert_allclose(fresh.act(observation, explore=False),
+                               agent.act(observation, explore=False))  # fmt: skip

@@ -43,7 +43,9 @@ are listed in the README.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -68,6 +70,39 @@ from saferl_tf.rl.trust_region import (
 )
 
 ROLLOUT_MODES = ("uncertainty", "schedule")
+
+
+@dataclasses.dataclass
+class EpochSchedule:
+    """Where the agent is in its epochs (archive positions count real steps)."""
+
+    epoch: int = 0
+    epoch_start: int = 0  # archive.added when this epoch's real samples began
+    epoch_target: int = 0  # real samples this epoch collects
+    explored: bool = False  # the exploration steps and the first model fit are done
+    new_since_fit: int = 0  # real steps since the model's last fit
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.epoch, self.epoch_start, self.epoch_target, int(self.explored),
+                         self.new_since_fit], np.int64)  # fmt: skip
+
+    @classmethod
+    def from_array(cls, values) -> EpochSchedule:
+        epoch, start, target, explored, new = (int(v) for v in values)
+        return cls(epoch, start, target, bool(explored), new)
+
+
+class _Timer:
+    """``with timer("name"):`` adds the block's wall time as ``time/name`` (s)."""
+
+    def __init__(self, metrics: dict):
+        self.metrics = metrics
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        yield
+        self.metrics[f"time/{name}"] = time.perf_counter() - started
 
 
 def boltzmann_epoch_probabilities(kls: np.ndarray, sharpness: float) -> np.ndarray:
@@ -201,13 +236,11 @@ class CMBPOAgent(Agent):
             trainable=False,
             shape=tf.TensorShape([None, self.action_size]),
         )
-        # Schedule state, all in the checkpoint.
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.epoch_start = tf.Variable(0, dtype=tf.int64, trainable=False)  # archive.added
+        # Schedule state: Python numbers read every step, in the checkpoint
+        # through one variable (``before_checkpoint``).
         first_target = config.batch_size if not config.use_model else config.initial_real_samples
-        self.epoch_target = tf.Variable(first_target, dtype=tf.int64, trainable=False)
-        self.explored = tf.Variable(not config.use_model, trainable=False)
-        self.new_since_fit = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.schedule = EpochSchedule(epoch_target=first_target, explored=not config.use_model)
+        self._saved_schedule = tf.Variable(self.schedule.as_array(), trainable=False)
         self.initial_disagreement = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.uncertainty_budget = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.margin = tf.Variable(0.0, dtype=tf.float64, trainable=False)
@@ -217,6 +250,7 @@ class CMBPOAgent(Agent):
         )
         self.random = tf.random.Generator.from_seed(self.seed + 11)
         self._stash = None  # The last exploring act: (observation, action, mean).
+        self._acting_weights = None
         self._policy_update = tf.function(self._policy_update_impl, jit_compile=config.jit)
         self._rollout = tf.function(self._rollout_impl, jit_compile=config.jit)
         self._stream_gae = tf.function(
@@ -283,12 +317,26 @@ class CMBPOAgent(Agent):
 
     # --- Acting --------------------------------------------------------------
 
+    def _policy_mean(self, observation: np.ndarray) -> np.ndarray:
+        """The policy's mean in NumPy: one environment step's forward pass costs
+        microseconds instead of TensorFlow's per-op dispatch (weights cached
+        until the next policy update)."""
+        if self._acting_weights is None:
+            self._acting_weights = [v.numpy() for v in self.policy.parameters]
+        weights = self._acting_weights
+        hidden = np.asarray(observation, np.float32)
+        layers = (len(weights) - 1) // 2
+        for index in range(layers):
+            hidden = hidden @ weights[2 * index] + weights[2 * index + 1]
+            if index < layers - 1:
+                hidden = np.tanh(hidden)
+        return hidden
+
     def _act(self, observation, explore, is_first):
-        mean, log_std = self.policy.mean_and_log_std(tf.constant(observation, tf.float32))
-        mean = mean.numpy()
+        mean = self._policy_mean(observation)
         if explore:
             noise = self.rng.standard_normal(mean.shape).astype(np.float32)
-            action = mean + np.exp(log_std.numpy()) * noise
+            action = mean + np.exp(self._acting_weights[-1]) * noise
             self._stash = (np.array(observation, np.float32), action, mean)
         else:
             action = mean
@@ -303,7 +351,7 @@ class CMBPOAgent(Agent):
             action, mean = stash[1], stash[2]
         else:  # Not the last exploring act's step: what reached the environment.
             action = self._from_space(np.asarray(transition.action, np.float32))
-            mean = self.policy.mean_and_log_std(tf.constant(observation))[0].numpy()
+            mean = self._policy_mean(observation)
         self._stash = None
         count = len(observation)
         self.archive.add(
@@ -314,20 +362,20 @@ class CMBPOAgent(Agent):
             terminated=np.asarray(transition.terminated, np.float32),
             truncated=np.asarray(transition.truncated, np.float32),
             env_index=np.arange(count, dtype=np.int32),
-            epoch=np.full(count, int(self.epoch.numpy()), np.int32), policy_mean=mean,
+            epoch=np.full(count, self.schedule.epoch, np.int32), policy_mean=mean,
         )  # fmt: skip
-        self.new_since_fit.assign_add(count)
+        self.schedule.new_since_fit += count
 
     # --- The schedule --------------------------------------------------------
 
     def _update(self) -> dict:
         config = self.config
-        if not bool(self.explored.numpy()):
+        if not self.schedule.explored:
             if self.archive.added < config.exploration_steps:
                 return {}
             return self._finish_exploration()
-        collected = self.archive.added - int(self.epoch_start.numpy())
-        if collected < int(self.epoch_target.numpy()):
+        collected = self.archive.added - self.schedule.epoch_start
+        if collected < self.schedule.epoch_target:
             return {}
         return self._epoch_update(collected)
 
@@ -340,7 +388,7 @@ class CMBPOAgent(Agent):
                                    rewards=extras.get("reward"), costs=extras.get("cost"),
                                    terminals=extras.get("terminal"),
                                    max_epochs=max_epochs)  # fmt: skip
-        self.new_since_fit.assign(0)
+        self.schedule.new_since_fit = 0
         return report.metrics("model/")
 
     def _finish_exploration(self) -> dict:
@@ -348,7 +396,9 @@ class CMBPOAgent(Agent):
         budget (the mean one-step disagreement along short policy rollouts from
         archived states, times ``uncertainty_scale``)."""
         config = self.config
-        metrics = self._fit_model(config.initial_model_epochs)
+        metrics: dict = {}
+        with _Timer(metrics)("model_fit"):
+            metrics.update(self._fit_model(config.initial_model_epochs))
         data = self.archive.fields()
         picks = self.rng.integers(0, len(self.archive), config.calibration_states)
         start = tf.constant(data["observation"][picks])
@@ -359,9 +409,9 @@ class CMBPOAgent(Agent):
         disagreement = float((rollout.disagreement.numpy() * alive).sum() / max(alive.sum(), 1))
         self.initial_disagreement.assign(disagreement)
         self.uncertainty_budget.assign(config.uncertainty_scale * disagreement)
-        self.explored.assign(True)
-        self.epoch_start.assign(self.archive.added)
-        self.epoch_target.assign(config.initial_real_samples)
+        self.schedule.explored = True
+        self.schedule.epoch_start = self.archive.added
+        self.schedule.epoch_target = config.initial_real_samples
         metrics.update(
             {
                 "rollout/initial_disagreement": disagreement,
@@ -385,14 +435,17 @@ class CMBPOAgent(Agent):
         real = self.archive.newest(collected)
         real = {key: value[:real_count] for key, value in real.items()}
         metrics: dict = {}
+        timer = _Timer(metrics)
         total = 4 if config.use_model else 2
         model_batch = None
         next_target = config.batch_size
         if config.use_model:
-            if int(self.new_since_fit.numpy()) > config.model_train_every:
-                metrics.update(self._fit_model(config.model_epochs))
+            if self.schedule.new_since_fit > config.model_train_every:
+                with timer("model_fit"):
+                    metrics.update(self._fit_model(config.model_epochs))
             self.control.report(1, total)
-            model_batch, rollout_metrics = self._model_samples(config.batch_size - real_count)
+            with timer("rollouts"):
+                model_batch, rollout_metrics = self._model_samples(config.batch_size - real_count)
             metrics.update(rollout_metrics)
             ratio = rollout_metrics["rollout/disagreement"] / max(
                 float(self.initial_disagreement.numpy()), 1e-12
@@ -401,18 +454,21 @@ class CMBPOAgent(Agent):
                                   max(ratio * config.initial_real_samples,
                                       config.min_real_samples)))  # fmt: skip
             self.control.report(2, total)
-        batch = self._real_batch(real)
+        with timer("advantages"):
+            batch = self._real_batch(real)
         parts = [batch] if model_batch is None else [batch, model_batch]
         merged = {key: np.concatenate([p[key] for p in parts]) for key in batch}
         metrics.update(self._update_margin(real))
-        metrics.update(self._update_policy(merged))
+        with timer("policy_update"):
+            metrics.update(self._update_policy(merged))
         self.control.report(total - 1, total)
-        metrics.update(self._fit_values(merged))
+        with timer("value_fit"):
+            metrics.update(self._fit_values(merged))
         self.control.report(total, total)
-        self.epoch.assign_add(1)
-        self.epoch_start.assign(self.archive.added)
-        self.epoch_target.assign(next_target)
-        metrics.update({"policy/epoch": float(self.epoch.numpy()),
+        self.schedule.epoch += 1
+        self.schedule.epoch_start = self.archive.added
+        self.schedule.epoch_target = next_target
+        metrics.update({"policy/epoch": float(self.schedule.epoch),
                         "policy/real_samples": float(real_count),
                         "policy/next_real_samples": float(next_target)})  # fmt: skip
         return metrics
@@ -520,7 +576,7 @@ class CMBPOAgent(Agent):
             length = config.max_rollout_length
         else:
             budget = tf.constant(np.inf, tf.float32)
-            length = min(schedule_length(int(self.epoch.numpy()), config.rollout_schedule),
+            length = min(schedule_length(self.schedule.epoch, config.rollout_schedule),
                          config.max_rollout_length)  # fmt: skip
         parts, gathered, chunks = [], 0, 0
         disagreement = lengths = 0.0
@@ -612,6 +668,7 @@ class CMBPOAgent(Agent):
             padded(batch["cost_advantage"]), tf.constant(mask),
             tf.constant(constraint if config.safety else -np.inf, tf.float32),
         )  # fmt: skip
+        self._acting_weights = None
         metrics = {f"policy/{k}": float(v) for k, v in result.items()}
         metrics["policy/constraint"] = constraint
         metrics["policy/batch_cost_per_step"] = per_step_cost
@@ -692,10 +749,13 @@ class CMBPOAgent(Agent):
     def before_checkpoint(self) -> None:
         super().before_checkpoint()
         self.archive.before_checkpoint()
+        self._saved_schedule.assign(self.schedule.as_array())
 
     def after_restore(self) -> None:
         super().after_restore()
         self.archive.after_restore()
+        self.schedule = EpochSchedule.from_array(self._saved_schedule.numpy())
+        self._acting_weights = None
 
 
 @register_agent("cpo")
