@@ -92,6 +92,11 @@ class EpochSchedule:
         return cls(epoch, start, target, bool(explored), new)
 
 
+def _gae(rewards, values, next_values, continues, trace, discount, lambda_):
+    return generalized_advantages(rewards, values, next_values, continues, discount, lambda_,
+                                  trace)  # fmt: skip
+
+
 class _Timer:
     """``with timer("name"):`` adds the block's wall time as ``time/name`` (s)."""
 
@@ -253,9 +258,12 @@ class CMBPOAgent(Agent):
         self._acting_weights = None
         self._policy_update = tf.function(self._policy_update_impl, jit_compile=config.jit)
         self._rollout = tf.function(self._rollout_impl, jit_compile=config.jit)
-        self._stream_gae = tf.function(
-            generalized_advantages, reduce_retracing=True, jit_compile=False
-        )
+        # GAE of one stream [T] and of rollout paths [P, H], each traced once.
+        self._stream_gae, self._path_gae = (
+            tf.function(_gae, input_signature=[tf.TensorSpec(shape, tf.float32)] * 5
+                        + [tf.TensorSpec([], tf.float32)] * 2)
+            for shape in ([None], [None, None])
+        )  # fmt: skip
         self.trace_counts = {"policy_update": 0, "rollout": 0}
 
     # --- Building ------------------------------------------------------------
@@ -499,11 +507,11 @@ class CMBPOAgent(Agent):
         ends = (data["terminated"] > 0) | (data["truncated"] > 0) | last_of_env
         continues = 1.0 - data["terminated"]
         trace = 1.0 - ends.astype(np.float32)
-        advantages = self._stream_gae(data["reward"], value, next_value, continues,
-                                      config.discount, config.lambda_, trace).numpy()  # fmt: skip
+        advantages = self._stream_gae(data["reward"], value, next_value, continues, trace,
+                                      config.discount, config.lambda_).numpy()  # fmt: skip
         cost_advantages = self._stream_gae(data["cost"], cost_value, next_cost_value, continues,
-                                           config.cost_discount, config.cost_lambda,
-                                           trace).numpy()  # fmt: skip
+                                           trace, config.cost_discount,
+                                           config.cost_lambda).numpy()  # fmt: skip
         return self._batch_fields(data["observation"], data["action"], data["cost"], advantages,
                                   cost_advantages, value, cost_value)  # fmt: skip
 
@@ -616,12 +624,18 @@ class CMBPOAgent(Agent):
         following_alive = np.concatenate([alive[:, 1:], np.zeros_like(alive[:, :1])], 1)
         trace = following_alive * continues
         rewards, costs = rollout.rewards.numpy() * alive, rollout.costs.numpy() * alive
-        advantages = generalized_advantages(
-            rewards, value[:, :-1], value[:, 1:], continues, config.discount, config.lambda_, trace
+        advantages = self._path_gae(
+            rewards, value[:, :-1], value[:, 1:], continues, trace, config.discount, config.lambda_
         ).numpy()
-        cost_advantages = generalized_advantages(costs, cost_value[:, :-1], cost_value[:, 1:],
-                                                 continues, config.cost_discount,
-                                                 config.cost_lambda, trace).numpy()  # fmt: skip
+        cost_advantages = self._path_gae(
+            costs,
+            cost_value[:, :-1],
+            cost_value[:, 1:],
+            continues,
+            trace,
+            config.cost_discount,
+            config.cost_lambda,
+        ).numpy()
         rows = alive.reshape(-1) > 0
         observations = rollout.observations.numpy()[:, :-1].reshape(-1, self.observation_size)
         return self._batch_fields(
