@@ -213,3 +213,30 @@ def test_acting_uses_the_current_policy_and_the_schedule_survives_a_checkpoint(t
     np.testing.assert_array_equal(fresh.archive.fields()["epoch"], agent.archive.fields()["epoch"])
     np.testing.assert_allclose(fresh.act(observation, explore=False),
                                agent.act(observation, explore=False))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_cpo_keeps_its_limit_while_the_return_rises(tmp_path):
+    """saferl_PointHazard-v0 (driving through the hazard costs about 4-6 per
+    episode), limit 2 per episode, 40,000 steps (20 updates of 2,000): CPO's
+    return rises with the cost under the limit; TRPO, the same agent without the
+    constraint, drives through the hazard. About 10 minutes on 2 cores."""
+    from saferl_tf.analysis.results import read_scalars
+    from saferl_tf.training.experiment import RunSettings, train
+
+    scalars = {}
+    for agent in ("cpo", "trpo"):
+        train(RunSettings(env="saferl_PointHazard-v0", agent=agent, config="hazard",
+                          results_dir=str(tmp_path), total_steps=40_000, eval_every=5000,
+                          eval_episodes=5, progress=False))  # fmt: skip
+        scalars[agent] = read_scalars(tmp_path / agent / "saferl_PointHazard-v0" / "0")
+    limit = build_config(CPOAgent.Config, ["cpo", "cmbpo"], "hazard").cost_limit
+    steps, returns = scalars["cpo"]["eval/episode_return"]
+    _, costs = scalars["cpo"]["eval/episode_cost"]
+    assert returns[-1] > returns[0] + 10.0, returns  # A random policy: about -25.
+    assert np.all(costs[steps >= 10_000] <= limit), costs
+    train_steps, train_costs = scalars["cpo"]["train/episode_cost"]
+    assert train_costs[train_steps > 10_000].mean() <= limit
+    # Without the constraint the same agent's cost exceeds the limit.
+    trpo_steps, trpo_costs = scalars["trpo"]["train/episode_cost"]
+    assert trpo_costs[trpo_steps > 30_000].mean() > limit
