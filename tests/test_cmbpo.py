@@ -240,3 +240,29 @@ def test_cpo_keeps_its_limit_while_the_return_rises(tmp_path):
     # Without the constraint the same agent's cost exceeds the limit.
     trpo_steps, trpo_costs = scalars["trpo"]["train/episode_cost"]
     assert trpo_costs[trpo_steps > 30_000].mean() > limit
+
+
+def test_start_states_follow_the_boltzmann_weights_of_their_epochs():
+    """Epoch 0's stored policy means sit where KL(pi_now || pi_0) = 0.5, epoch 1's
+    are the current policy's (KL 0): epoch 0 is drawn with probability
+    e^-1 / (e^-1 + 1), whatever the epochs' sizes, and uniformly within."""
+    agent = CMBPOAgent(OBSERVATION, ACTION, config_for(CMBPOAgent), task=TASK)
+    rng = np.random.default_rng(0)
+    sizes = {0: 100, 1: 300}
+    sigma = float(np.exp(agent.policy.log_std.numpy()[0]))
+    for epoch, size in sizes.items():
+        observation = rng.normal(size=(size, 3)).astype(np.float32) + 10 * epoch
+        mean = agent._policy_mean(observation)
+        if epoch == 0:  # KL = sum_d offset^2 / (2 sigma^2) = 0.5 over the 2 dimensions.
+            mean = mean + np.sqrt(0.5) * sigma
+        agent.archive.add(observation=observation, action=np.zeros((size, 2), np.float32),
+                          reward=np.zeros(size, np.float32), cost=np.zeros(size, np.float32),
+                          next_observation=observation, terminated=np.zeros(size, np.float32),
+                          truncated=np.zeros(size, np.float32), env_index=np.zeros(size, np.int32),
+                          epoch=np.full(size, epoch, np.int32), policy_mean=mean)  # fmt: skip
+    starts = agent._start_state_sampler()(20_000)
+    from_first = starts[:, 0] < 5
+    expected = np.exp(-1.0) / (np.exp(-1.0) + 1.0)
+    assert abs(from_first.mean() - expected) < 0.015, from_first.mean()
+    _, counts = np.unique(starts[from_first][:, 0], return_counts=True)
+    assert len(counts) == 100 and counts.min() > 0.4 * counts.mean()  # Uniform within.

@@ -531,30 +531,34 @@ class CMBPOAgent(Agent):
             "cost_advantage": (cost_advantages - cost_advantages.mean()).astype(np.float32),
         }
 
-    def _start_states(self, count: int) -> np.ndarray:
-        """``count`` archived observations: an epoch by Boltzmann weights on
-        KL(pi_now || pi_epoch), then uniform within it."""
+    def _start_state_sampler(self):
+        """A function ``count -> [count, O]`` archived observations: an epoch
+        by Boltzmann weights on KL(pi_now || pi_epoch) (each epoch's KL from
+        ``start_state_samples`` of its states), then uniform within it. The
+        weights are computed once, for every rollout chunk of an update."""
         config = self.config
         data = self.archive.fields()
         epochs = data["epoch"]
-        present = np.unique(epochs)
+        present, counts = np.unique(epochs, return_counts=True)
         log_stds = self.epoch_log_std.numpy()
         current = self.policy.log_std.numpy()
         kls = []
         for epoch in present:
             rows = np.flatnonzero(epochs == epoch)
             picks = rows[self.rng.integers(0, len(rows), config.start_state_samples)]
-            mean_now, _ = self.policy.mean_and_log_std(tf.constant(data["observation"][picks]))
+            mean_now = self._policy_mean(data["observation"][picks])
             old_log_std = log_stds[epoch] if epoch < len(log_stds) else current
             kl = gaussian_kl(mean_now, current, data["policy_mean"][picks], old_log_std)
             kls.append(float(tf.reduce_mean(kl)))
-        epoch_probability = boltzmann_epoch_probabilities(
-            np.array(kls), config.start_state_sharpness
-        )
-        counts = np.array([np.sum(epochs == e) for e in present])
-        per_row = (epoch_probability / counts)[np.searchsorted(present, epochs)]
-        picks = self.rng.choice(len(epochs), count, p=per_row / per_row.sum())
-        return data["observation"][picks]
+        probability = boltzmann_epoch_probabilities(np.array(kls), config.start_state_sharpness)
+        per_row = (probability / counts)[np.searchsorted(present, epochs)]
+        per_row /= per_row.sum()
+        observations = data["observation"]
+
+        def sample(count: int) -> np.ndarray:
+            return observations[self.rng.choice(len(per_row), count, p=per_row)]
+
+        return sample
 
     def _rollout_impl(self, start, seed, budget):
         self.trace_counts["rollout"] += 1
@@ -586,10 +590,11 @@ class CMBPOAgent(Agent):
             budget = tf.constant(np.inf, tf.float32)
             length = min(schedule_length(self.schedule.epoch, config.rollout_schedule),
                          config.max_rollout_length)  # fmt: skip
+        start_states = self._start_state_sampler()
         parts, gathered, chunks = [], 0, 0
         disagreement = lengths = 0.0
         while gathered < target and chunks < 1000:
-            start = self._start_states(config.rollout_starts)
+            start = start_states(config.rollout_starts)
             rollout, (value, cost_value) = self._rollout(tf.constant(start), self._seed(), budget)
             alive = rollout.alive.numpy()
             alive[:, length:] = 0.0  # The schedule's length (and nothing in uncertainty mode).
