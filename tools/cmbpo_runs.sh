@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# CMBPO against model-free CPO and TRPO on sgym_SafetyHalfCheetahVelocity-v1
+# (docs/BENCHMARKS.md): seeds 0-2; CMBPO 300k steps, CPO and TRPO 1M each, one
+# run at a time. Resumable: run the same command again and finished runs are
+# skipped, interrupted ones resume from their checkpoints.
+# Usage: tools/cmbpo_runs.sh [OUTPUT_DIR]   (default runs/halfcheetah)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/halfcheetah}
+mkdir -p "$out"
+env=sgym_SafetyHalfCheetahVelocity-v1
+python=${PYTHON:-.venv/bin/python}
+for seed in 0 1 2; do
+  for spec in cmbpo:300000 cpo:1000000 trpo:1000000; do
+    agent=${spec%%:*} steps=${spec##*:}
+    run_dir="$out/$agent/$env/$seed"
+    if [ -f "$run_dir/summary.json" ] && grep -q "\"env_steps\": $steps" "$run_dir/summary.json"; then
+      continue
+    fi
+    "$python" -m saferl_tf.cli.train --agent="$agent" --env="$env" --seed="$seed" \
+      --total_steps="$steps" --eval_every=50000 --eval_episodes=3 --checkpoint_every=20000 \
+      --noprogress --run_dir="$run_dir" >> "$out/$agent-$seed.log" 2>&1
+  done
+done
