@@ -469,3 +469,21 @@ def test_learning_table_adds_iqm_and_bootstrap_interval_from_five_runs(
     default_seed = results.summarize_learning(tmp_path, resamples=2000)
     assert results.learning_table(default_seed, resamples=2000) in result.stdout
     assert "| EnvP-v0 | cem | 6 | 400 | -435.0 ± 342.9 | 70.0 ± 34.2 |" in result.stdout
+
+
+def test_extra_metrics_get_their_own_panel_from_the_logged_rows(tmp_path):
+    """A metric logged beside the episodes (here a multiplier) is a third panel
+    whose line is the mean over runs at the union of their steps."""
+    for seed, scale in (("0", 1.0), ("1", 3.0)):
+        rows = metric_rows("eval", [0, 1000, 2000], [1, 2, 3], [5, 4, 3])
+        rows += [{"step": step, "lagrangian/multiplier": scale * step / 1000}
+                 for step in (0, 1000, 2000)]  # fmt: skip
+        write_jsonl(tmp_path / "lambda" / ENV_A / seed, rows)
+    figures = results.plot_results(tmp_path, extra_metrics=["lagrangian/multiplier"])
+    _, _, extra_axes = figures[ENV_A].axes
+    (line,) = extra_axes.get_lines()
+    np.testing.assert_allclose(line.get_xdata(), [0, 1000, 2000])
+    np.testing.assert_allclose(line.get_ydata(), [0.0, 2.0, 4.0])  # Mean of x1 and x3.
+    assert extra_axes.get_title() == "lagrangian/multiplier"
+    # Without the option: two panels.
+    assert len(results.plot_results(tmp_path)[ENV_A].axes) == 2

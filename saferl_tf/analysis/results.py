@@ -443,6 +443,7 @@ def plot_environment(
     max_points: int = MAX_GRID_POINTS,
     return_metric: str = "episode_return",
     cost_metric: str = "episode_cost",
+    extra_curves: Mapping[str, Mapping[str, Sequence[Curve]]] | None = None,
 ) -> Figure:
     """One figure for ``env``: return (left axes) and cost (right axes) against steps.
 
@@ -451,6 +452,8 @@ def plot_environment(
     to ``high``; the same colour in both panels. The cost panel also has the cost limit
     as a dashed horizontal line (an ``axhline``, label ``cost limit <value>``). Uses the
     Agg canvas, no pyplot, so nothing global is kept and no display is needed.
+    ``extra_curves`` ({metric: {algo: curves}}) adds one panel per metric to the
+    right, drawn the same way (for example the multiplier beside return and cost).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -459,14 +462,21 @@ def plot_environment(
         return_curves, smooth=smooth, spread=spread, max_points=max_points
     )
     costs = aggregate_algorithms(cost_curves, smooth=smooth, spread=spread, max_points=max_points)
-    algos = sorted(set(returns) | set(costs), key=_natural_key)
+    extras = {metric: aggregate_algorithms(curves, smooth=smooth, spread=spread,
+                                           max_points=max_points)
+              for metric, curves in (extra_curves or {}).items()}  # fmt: skip
+    algos = sorted(set(returns).union(costs, *extras.values()), key=_natural_key)
     colors = {algo: f"C{index % 10}" for index, algo in enumerate(algos)}
 
-    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    panels = 2 + len(extras)
+    figure = Figure(figsize=(6 * panels, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
-    return_axes, cost_axes = figure.subplots(1, 2)
+    return_axes, cost_axes, *extra_axes = figure.subplots(1, panels)
     draw_panel(return_axes, returns, colors, return_metric, spread)
     draw_panel(cost_axes, costs, colors, cost_metric, spread)
+    for axes, (metric, aggregates) in zip(extra_axes, extras.items()):
+        draw_panel(axes, aggregates, colors, metric, spread)
+        axes.set_title(metric)
     if cost_limit is not None:
         cost_axes.axhline(
             cost_limit,
@@ -475,7 +485,7 @@ def plot_environment(
             linewidth=1,
             label=f"cost limit {cost_limit:g}",
         )
-    for axes in (return_axes, cost_axes):
+    for axes in (return_axes, cost_axes, *extra_axes):
         if axes.get_lines():
             axes.legend(title=SPREADS[spread], fontsize="small", title_fontsize="small")
     return_axes.set_title("return")
@@ -492,12 +502,15 @@ def plot_results(
     smooth: int = 1,
     spread: str = "std",
     max_points: int = MAX_GRID_POINTS,
+    extra_metrics: Sequence[str] = (),
     warn: Warn = warn_stderr,
 ) -> dict[str, Figure]:
     """``{env: Figure}`` for every environment of the tree with something to plot.
 
     Plots ``<prefix>/episode_return`` and ``<prefix>/episode_cost`` (``prefix`` is
-    ``eval`` or ``train``; a run lacking them uses the other prefix, with a warning). The
+    ``eval`` or ``train``; a run lacking them uses the other prefix, with a warning),
+    and a panel for each of ``extra_metrics`` (logged tags, e.g.
+    ``lagrangian/multiplier``). The
     cost limit is ``cost_limit`` or else the runs' ``agent_config.cost_limit``. Raises
     ``NothingToPlotError`` (a ``UserError``) when no run has either metric.
     """
@@ -510,7 +523,7 @@ def plot_results(
     other = next(name for name in PREFIXES if name != prefix)
     experiments = find_experiments(data_path, warn=warn)
     metrics = {f"{prefix}/{quantity}": f"{other}/{quantity}" for quantity in QUANTITIES}
-    curves = collect_curves(experiments, metrics, warn=warn)
+    curves = collect_curves(experiments, {**metrics, **dict.fromkeys(extra_metrics)}, warn=warn)
     returns, costs = (curves[f"{prefix}/{quantity}"] for quantity in QUANTITIES)
     envs = sorted(set(returns) | set(costs), key=_natural_key)
     if not envs:
@@ -533,6 +546,7 @@ def plot_results(
             max_points=max_points,
             return_metric=f"{prefix}/episode_return",
             cost_metric=f"{prefix}/episode_cost",
+            extra_curves={metric: curves[metric].get(env, {}) for metric in extra_metrics},
         )
         for env in envs
     }

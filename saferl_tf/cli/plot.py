@@ -9,7 +9,9 @@ For each environment of ``<data_path>/<algo>/<env>/<experiment>/`` writes
 mean over its experiments, each run interpolated only within its own steps)
 with a band of ± one standard deviation over runs (``--spread=minmax``: min to
 max), and the cost limit as a dashed line. ``--metrics=train`` plots the
-``train/`` metrics instead of ``eval/``; ``--smooth=K`` averages each run over K
+``train/`` metrics instead of ``eval/``; ``--extra_metrics=a/b,c/d`` adds a panel
+for each of those logged metrics (for example ``lagrangian/multiplier``);
+``--smooth=K`` averages each run over K
 logged points first; ``--table`` also prints, per algorithm, the final return
 and the total cost during learning: mean ± std over runs and, from 5 runs up,
 the interquartile mean with a 95% stratified-bootstrap interval
@@ -47,6 +49,9 @@ def define_flags() -> None:
         ["eval", "train"],
         "Plot <metrics>/episode_return and <metrics>/episode_cost.",
     )
+    flags.DEFINE_list(
+        "extra_metrics", [], "Logged metrics to plot in panels beside return and cost."
+    )
     flags.DEFINE_float("cost_limit", None, "Cost limit line (default: the runs' agent_config).")
     flags.DEFINE_integer("smooth", 1, "Moving average over K logged points per run.", lower_bound=1)
     flags.DEFINE_enum("spread", "std", ["std", "minmax"], "Band: mean ± 1 std, or min to max.")
@@ -83,6 +88,7 @@ def _plot():
             cost_limit=FLAGS.cost_limit,
             smooth=FLAGS.smooth,
             spread=FLAGS.spread,
+            extra_metrics=FLAGS.extra_metrics,
         )
         output_dir = make_output_dir(FLAGS.output_dir or FLAGS.data_path)
         for env, figure in figures.items():
