@@ -58,6 +58,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("action_repeat", None, "Action repeat (default: the agent config's).")
     flags.DEFINE_enum("observation", None, ["vector", "pixels"], "Observation kind.")
     flags.DEFINE_integer("episode_length", None, "Episode length in environment steps.")
+    flags.DEFINE_integer(
+        "distraction_dimensions", 0,
+        "Append this many distractor dimensions (switching non-linear dynamics, "
+        "uncorrelated with the task) to vector observations.",
+    )  # fmt: skip
     flags.DEFINE_integer("num_envs", 1, "Environments stepped in parallel worker processes.")
     flags.DEFINE_bool("jit", None, "Compile train steps with XLA (default: the agent config's).")
     flags.DEFINE_bool(
@@ -92,6 +97,7 @@ def _train():
         log_every=FLAGS.log_every,
         num_envs=FLAGS.num_envs,
         episode_length=FLAGS.episode_length,
+        distraction_dimensions=FLAGS.distraction_dimensions,
         action_repeat=FLAGS.action_repeat,
         observation=FLAGS.observation,
         safety=FLAGS.safety,

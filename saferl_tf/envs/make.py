@@ -20,6 +20,8 @@ def make(
     seed: int | None = None,
     normalize_actions: bool = True,
     task_observation: bool = False,
+    distraction_dimensions: int = 0,
+    distraction_seed: int = 0,
 ) -> wrappers.SafeEnv:
     """Makes an environment.
 
@@ -39,6 +41,9 @@ def make(
         for example the step velocity that safety-gymnasium's velocity tasks
         append); unchanged where the task has no such wrapper. Vector
         observations only.
+      distraction_dimensions: append this many distractor dimensions
+        (``distraction.Distraction``); their dynamics are drawn from
+        ``distraction_seed``, so environments made with the same one share them.
 
     Returns:
       A ``SafeEnv``: ``step`` returns (observation, reward, cost, terminated,
@@ -56,6 +61,10 @@ def make(
     pixels = observation == "pixels"
     if task_observation and pixels:
         raise ConfigError("task_observation needs observation='vector', not 'pixels'")
+    if distraction_dimensions < 0:
+        raise ConfigError(f"distraction_dimensions must be >= 0, got {distraction_dimensions}")
+    if distraction_dimensions and pixels:
+        raise ConfigError("distraction_dimensions needs observation='vector', not 'pixels'")
     if pixels:
         rendering.prepare_headless_rendering()
     render_kwargs = {"render_mode": "rgb_array"} if pixels else {}
@@ -74,6 +83,11 @@ def make(
         functions = registry.task_functions(env_id)
         if functions is not None and functions.observation_wrapper is not None:
             env = functions.observation_wrapper(env)
+    if distraction_dimensions:
+        from saferl_tf.envs.distraction import Distraction
+
+        env = Distraction(env, distraction_dimensions, parameter_seed=distraction_seed,
+                          state_seed=seed)  # fmt: skip
     if pixels:
         env = wrappers.PixelObservation(env, PIXEL_SIZE)
     if normalize_actions and wrappers.NormalizeActions.needed(env.action_space):

@@ -58,6 +58,7 @@ class RunSettings:
     log_every: int = 1_000
     num_envs: int = 1
     episode_length: int | None = None
+    distraction_dimensions: int = 0
     action_repeat: int | None = None
     observation: str | None = None
     safety: bool | None = None
@@ -123,8 +124,11 @@ def resolve(settings: RunSettings):
 def _record(settings: RunSettings, config) -> dict:
     run = dataclasses.asdict(settings)
     run.pop("overrides")
-    return {"agent": settings.agent, "env": settings.env, "run": run,
-            "agent_config": config_to_dict(config)}  # fmt: skip
+    record = {"agent": settings.agent, "env": settings.env, "run": run,
+              "agent_config": config_to_dict(config)}  # fmt: skip
+    if settings.distraction_dimensions:  # Part of the task (absent: none, as older runs).
+        record["distraction_dimensions"] = settings.distraction_dimensions
+    return record
 
 
 def check_same_run(run_dir: Path, record: dict, keys, nested: str, what: str = "run",
@@ -246,7 +250,7 @@ def train(settings: RunSettings) -> dict:
     cls, config, run_dir = resolve(settings)
     record = _record(settings, config)
     # The agent, the env and the agent config must match.
-    check_same_run(run_dir, record, ("agent", "env"), "agent_config")
+    check_same_run(run_dir, record, ("agent", "env", "distraction_dimensions"), "agent_config")
     checkpoint_dir = run_dir / "checkpoints"
     _refuse_unresumable(run_dir, checkpoint_dir)
     files.make_folder(run_dir, "choose another --run_dir, or fix the permissions")
@@ -258,6 +262,8 @@ def train(settings: RunSettings) -> dict:
         episode_length=settings.episode_length,
         observation=config.observation,
         task_observation=cls.wants_task_observation(config),
+        distraction_dimensions=settings.distraction_dimensions,
+        distraction_seed=settings.seed,
     )
     board_dir = run_dir if settings.run_dir else settings.results_dir
     print(
