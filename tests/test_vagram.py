@@ -94,3 +94,34 @@ def test_the_cache_matches_recomputation_per_member_and_refreshes_with_the_versi
     scale.assign(3.0)  # The critics changed: a new version recomputes.
     np.testing.assert_allclose(cache.get(1, states, [quadratic])[:, 0], 6 * states, rtol=1e-6)
     assert cache.computations == 2
+
+
+def test_an_ensemble_fit_with_vagram_learns_what_the_values_see_and_not_the_rest():
+    """Two state dimensions; the value functions depend on the first only
+    (gradient [1, 0]). VaGraM fits the first and the reward, and leaves the
+    second (a distractor) alone, where the squared error fits both."""
+    from saferl_tf.models.ensemble import GaussianEnsemble
+    from saferl_tf.models.vagram import vagram_member_loss
+
+    rng = np.random.default_rng(3)
+    inputs = rng.uniform(-1, 1, (2000, 2)).astype(np.float32)
+    targets = np.stack([np.sin(3 * inputs[:, 0]), np.cos(3 * inputs[:, 1]), inputs[:, 0]], 1)
+    gradients = np.zeros((2000, 4, 2), np.float32)
+    gradients[:, :, 0] = 1.0
+
+    def fit(loss):
+        ensemble = GaussianEnsemble(2, 3, members=2, hidden_units=32, hidden_layers=2,
+                                    probabilistic=False, learning_rate=3e-3, holdout_ratio=0.1,
+                                    max_epochs=60, patience=60, jit=False, seed=0)  # fmt: skip
+        if loss is None:
+            ensemble.fit(inputs, targets)
+        else:
+            ensemble.fit(inputs, targets, loss=loss, extras=gradients)
+        prediction = ensemble.moments(inputs).mean.numpy()
+        return np.mean((prediction - targets) ** 2, axis=0)
+
+    vagram = fit(lambda p, t, g: vagram_member_loss(p, t, g))
+    mse = fit(None)
+    assert vagram[0] < 0.05 and vagram[2] < 0.05  # The valued dimension and the reward.
+    assert mse[1] < 0.05  # The squared error learns the distractor...
+    assert vagram[1] > 5 * mse[1]  # ...VaGraM does not spend capacity on it.

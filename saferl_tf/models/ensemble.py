@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -66,6 +67,44 @@ def pairwise_kl(mean, variance) -> tf.Tensor:
     # The diagonal (i = j) is zero; divide the sum by the K (K - 1) ordered pairs.
     per_dimension = tf.reduce_sum(kl, axis=[0, 1]) / (members * (members - 1))
     return tf.reduce_mean(per_dimension, axis=-1)
+
+
+class MemberLoss(Protocol):
+    """A model loss per member: prediction and target [E, B, O] in raw target
+    units (the members' means), extras [E, B, ...] -> [E]."""
+
+    def __call__(
+        self, prediction: tf.Tensor, target: tf.Tensor, extras: tf.Tensor
+    ) -> tf.Tensor: ...
+
+
+class _CustomSteps:
+    """An ensemble's train and validation steps for one ``MemberLoss``."""
+
+    def __init__(self, ensemble: GaussianEnsemble, loss: MemberLoss):
+        self.ensemble, self.loss = ensemble, loss
+        jit = ensemble.jit
+        self.train = tf.function(self._train, jit_compile=jit)
+        self.validate = tf.function(self._validate, jit_compile=jit, reduce_retracing=True)
+
+    def _predict(self, inputs, members=None):
+        ensemble = self.ensemble
+        mean, _ = ensemble._forward(ensemble._normalize_inputs(inputs), members)
+        return mean * ensemble.target_std + ensemble.target_mean
+
+    def _train(self, inputs, targets, extras):
+        ensemble = self.ensemble
+        with tf.GradientTape() as tape:
+            member_loss = self.loss(self._predict(inputs), targets, extras)
+            total = tf.reduce_sum(member_loss) + ensemble.weight_decay * 0.5 * tf.add_n(
+                [tf.reduce_sum(tf.square(k)) for k in ensemble.kernels]
+            )
+        variables = ensemble.trainable_parameters
+        ensemble.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return tf.reduce_mean(member_loss)
+
+    def _validate(self, inputs, targets, extras):
+        return self.loss(self._predict(inputs, tf.range(self.ensemble.members)), targets, extras)
 
 
 @dataclasses.dataclass
@@ -204,6 +243,8 @@ class GaussianEnsemble(tf.Module):
         # Each member's best weights so far (early stopping restores them).
         self._best = [tf.Variable(v, trainable=False) for v in self._member_parameters]
         self.train_traces = 0  # Traces of the train step (a test checks it stays 1).
+        self._custom: dict[int, _CustomSteps] = {}  # Compiled steps per custom loss.
+        self.jit = jit
         self._train_step = tf.function(self._train_step_impl, jit_compile=jit)
         self._validation_step = tf.function(self._validation_error, jit_compile=jit)
 
@@ -413,6 +454,8 @@ class GaussianEnsemble(tf.Module):
         *,
         max_epochs: int | None = None,
         max_steps: int | None = None,
+        loss: MemberLoss | None = None,
+        extras: np.ndarray | None = None,
     ) -> FitReport:
         """Trains every member on its own shuffling of the data.
 
@@ -420,6 +463,11 @@ class GaussianEnsemble(tf.Module):
           inputs: [N, I]; targets: [N, O]; NumPy.
           max_epochs: epochs at most (default: the ensemble's ``max_epochs``).
           max_steps: gradient steps at most (None: no limit).
+          loss: a ``MemberLoss`` instead of the likelihood (or, for deterministic
+            members, the squared error); it also scores the held-out split for
+            early stopping and elites. The weight decay still applies.
+          extras: [N, ...] per-sample data the ``loss`` reads (for example
+            VaGraM's value gradients), split and shuffled with the samples.
 
         Returns:
           A ``FitReport``. Holds out ``holdout_ratio`` of the data (at most
@@ -436,14 +484,40 @@ class GaussianEnsemble(tf.Module):
         if len(inputs) < 2:
             raise ValueError(f"fit needs at least 2 samples, got {len(inputs)}")
         max_epochs = self.max_epochs if max_epochs is None else max_epochs
+        if extras is not None and loss is None:
+            raise ValueError("extras are read by a custom loss: pass loss= too")
+        if loss is not None and self.probabilistic:
+            raise ConfigError("a custom model loss trains the members' means: it needs "
+                              "deterministic members (probabilistic=False)")  # fmt: skip
+        if extras is not None and len(extras) != len(inputs):
+            raise ValueError(f"extras must have {len(inputs)} rows, got {len(extras)}")
         permutation = self.rng.permutation(len(inputs))
         holdout = min(int(len(inputs) * self.holdout_ratio), self.max_holdout)
         held_x, held_y = inputs[permutation[:holdout]], targets[permutation[:holdout]]
         train_x, train_y = inputs[permutation[holdout:]], targets[permutation[holdout:]]
+        if extras is not None:
+            extras = _as_float32(extras)
+            held_extras, train_extras = extras[permutation[:holdout]], extras[permutation[holdout:]]
+        else:
+            held_extras = train_extras = np.zeros((len(inputs), 0), np.float32)
+        if loss is not None:
+            custom = self._custom_steps(loss)
+
+            def train_step(x, y, index):
+                return custom.train(x[index], y[index], train_extras[index])
+
+            def score(x, y):
+                return self._custom_validation(custom, x, y, held_extras)
+        else:
+
+            def train_step(x, y, index):
+                return self._train_step(x[index], y[index])
+
+            score = self.validation_mse
         self.fit_normalization(train_x, train_y)
         for best, value in zip(self._best, self._member_parameters):
             best.assign(value)
-        best_mse = self.validation_mse(held_x, held_y) if holdout else np.zeros(self.members)
+        best_mse = score(held_x, held_y) if holdout else np.zeros(self.members)
         steps_per_epoch = max(1, -(-len(train_x) // self.batch_size))
         stale, steps, epochs, loss = 0, 0, 0, float("nan")
         for epoch in range(1, max_epochs + 1):
@@ -454,13 +528,13 @@ class GaussianEnsemble(tf.Module):
             losses = []
             for step in range(steps_per_epoch):
                 index = order[:, step * self.batch_size : (step + 1) * self.batch_size]
-                losses.append(self._train_step(train_x[index], train_y[index]))
+                losses.append(train_step(train_x, train_y, index))
                 steps += 1
                 if max_steps is not None and steps >= max_steps:
                     break
             loss = float(tf.reduce_mean(losses))
             if holdout:
-                mse = self.validation_mse(held_x, held_y)
+                mse = score(held_x, held_y)
                 improved = mse < best_mse * (1.0 - self.improvement)
                 better = mse < best_mse
                 self._keep_best(better)
@@ -480,6 +554,25 @@ class GaussianEnsemble(tf.Module):
         if self.calibrate_after_fit and holdout:
             self.calibrate(held_x, held_y)
         return FitReport(epochs, loss, best_mse, elites, float(self.epistemic_scale.numpy()))
+
+    def _custom_steps(self, loss: MemberLoss) -> _CustomSteps:
+        """The compiled train and validation steps of ``loss`` (made once per loss)."""
+        steps = self._custom.get(id(loss))
+        if steps is None or steps.loss is not loss:
+            steps = _CustomSteps(self, loss)
+            self._custom[id(loss)] = steps
+        return steps
+
+    def _custom_validation(self, steps, inputs, targets, extras) -> np.ndarray:
+        """The custom loss of every member [E] on held-out rows (all members see
+        all rows), averaged over chunks weighted by their size."""
+        total = np.zeros(self.members)
+        for start in range(0, len(inputs), _VALIDATION_CHUNK):
+            end = start + _VALIDATION_CHUNK
+            chunk = [np.broadcast_to(x[start:end], (self.members, *x[start:end].shape))
+                     for x in (inputs, targets, extras)]  # fmt: skip
+            total += steps.validate(*chunk).numpy() * len(chunk[0][0])
+        return total / max(len(inputs), 1)
 
     def _epoch_order(self, count: int, steps: int) -> np.ndarray:
         """A permutation of [count] topped up with random indices to steps * batch."""

@@ -67,6 +67,20 @@ def vagram_loss(prediction, target, gradients, bounded: bool = True,
                 add_mse: bool = False) -> tf.Tensor:  # fmt: skip
     """prediction, target [..., d + 1] ([Δs, r], raw units); gradients [..., K, d]
     -> the scalar loss (module docstring), the mean over every leading axis."""
+    return tf.reduce_mean(_sample_losses(prediction, target, gradients, bounded, add_mse))
+
+
+def vagram_member_loss(prediction, target, gradients, bounded: bool = True,
+                       add_mse: bool = False) -> tf.Tensor:  # fmt: skip
+    """Per ensemble member: [E, B, d + 1] and gradients [E, B, K, d] -> [E], each
+    the mean over its batch, with the batch's quantile clipping applied first
+    (the ``ensemble.MemberLoss`` that ``GaussianEnsemble.fit(loss=...)`` takes)."""
+    clipped = clip_gradient_norms(gradients)
+    return tf.reduce_mean(_sample_losses(prediction, target, clipped, bounded, add_mse), axis=1)
+
+
+def _sample_losses(prediction, target, gradients, bounded, add_mse):
+    """The loss of each sample [...]."""
     error = prediction[..., :-1] - target[..., :-1]  # [..., d]
     reward_error = tf.square(prediction[..., -1] - target[..., -1])  # [...]
     if bounded:
@@ -78,7 +92,7 @@ def vagram_loss(prediction, target, gradients, bounded: bool = True,
     loss = state_term + reward_error
     if add_mse:
         loss += tf.reduce_mean(tf.square(prediction - target), axis=-1)
-    return tf.reduce_mean(loss)
+    return loss
 
 
 class ValueGradientCache:
