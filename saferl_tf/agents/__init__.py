@@ -10,6 +10,7 @@ from saferl_tf.agents.base import (
 )
 from saferl_tf.agents.cmbpo import CMBPOAgent, CPOAgent, TRPOAgent
 from saferl_tf.agents.lambda_ import LambdaAgent
+from saferl_tf.agents.mbpo import MBPOAgent, SACAgent, VaGraMAgent
 from saferl_tf.agents.pessimistic import (
     CostPenaltyCEMAgent,
     FixedEtaAgent,
@@ -28,11 +29,14 @@ __all__ = [
     "CostPenaltyCEMAgent",
     "FixedEtaAgent",
     "LambdaAgent",
+    "MBPOAgent",
     "OptimisticPessimisticAgent",
     "PessimisticAgent",
     "PlanningAgent",
     "RandomAgent",
+    "SACAgent",
     "TRPOAgent",
+    "VaGraMAgent",
     "Transition",
     "agent_class",
     "make_agent",

@@ -70,6 +70,11 @@ class TransitionArchive(tf.Module):
         order = self._order()[len(self) - min(count, len(self)) :]
         return {key: value[order] for key, value in self._data.items()}
 
+    def sample(self, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``count`` stored rows drawn uniformly with replacement (no copy of the rest)."""
+        rows = rng.integers(0, len(self), count)
+        return {key: value[rows] for key, value in self._data.items()}
+
     def before_checkpoint(self) -> None:
         for key, value in self.fields().items():
             self._saved[key].assign(value)

@@ -1,0 +1,108 @@
+"""MBPOAgent, VaGraMAgent and SACAgent: the schedules, an update on a fake
+environment for every model loss, and launcher smoke runs with resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from gymnasium import spaces
+
+from saferl_tf.agents import MBPOAgent, SACAgent, Transition, VaGraMAgent
+from saferl_tf.agents.base import preset_names
+from saferl_tf.agents.mbpo import linear_schedule
+from saferl_tf.config import build_config
+from saferl_tf.errors import ConfigError
+
+OBSERVATION = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+ACTION = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+def config_for(cls, **overrides):
+    return build_config(cls.Config, preset_names(cls), "debug", {"jit": False, **overrides})
+
+
+def test_the_model_share_ramps_linearly():
+    schedule = (0, 20, 0, 0.95)
+    values = [linear_schedule(epoch, schedule) for epoch in (0, 10, 20, 40)]
+    np.testing.assert_allclose(values, [0.0, 0.475, 0.95, 0.95])
+
+
+def _run(agent, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    observation = rng.normal(size=(1, 3)).astype(np.float32)
+    metrics = []
+    for t in range(steps):
+        action = agent.act(observation, explore=True)
+        following = (0.9 * observation + 0.1 * np.concatenate([action, action[:, :1]], 1)
+                     ).astype(np.float32)  # fmt: skip
+        reward = np.array([-float(np.sum(following**2))])
+        cost = np.array([float(following[0, 0] > 0.3)])
+        done = t % 40 == 39
+        agent.observe(Transition(observation, action, reward, cost, following,
+                                 np.array([False]), np.array([done])))  # fmt: skip
+        observation = rng.normal(size=(1, 3)).astype(np.float32) if done else following
+        result = agent.update()
+        if result:
+            metrics.append(result)
+    return metrics
+
+
+@pytest.mark.parametrize("cls, overrides", [
+    (MBPOAgent, {}), (VaGraMAgent, {}), (VaGraMAgent, {"model_loss": "vagram_unbounded"}),
+    (MBPOAgent, {"model_loss": "mse"}), (SACAgent, {"safety": True}),
+    (VaGraMAgent, {"safety": True}),
+])  # fmt: skip
+def test_updates_run_for_every_model_loss_and_safety(cls, overrides):
+    agent = cls(OBSERVATION, ACTION, config_for(cls, **overrides))
+    metrics = _run(agent, 260)
+    assert metrics and all(np.isfinite(v) for m in metrics for v in m.values())
+    last = metrics[-1]
+    assert "sac/critic_loss" in last
+    if agent.config.use_model:
+        assert any("model/train_loss" in m for m in metrics)
+        assert agent.model_buffer is not None and len(agent.model_buffer["reward"]) > 0
+        assert int(agent.model_fits.numpy()) >= 3
+    if agent.config.safety:
+        assert "lagrangian/multiplier" in last and "sac/cost_value" in last
+
+
+def test_vagram_fits_use_the_critics_value_gradients_and_the_mse_warmup_ends():
+    agent = VaGraMAgent(OBSERVATION, ACTION, config_for(VaGraMAgent, mse_warmup_fits=1))
+    _run(agent, 210)
+    assert agent.gradient_cache.computations >= 2
+    gradients = agent.gradient_cache._gradients
+    assert gradients.shape[1:] == (4, 3) and np.any(gradients != 0)
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(ConfigError, match="unknown model_loss 'l1'"):
+        MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent, model_loss="l1"))
+
+
+def _train(python, env, run_dir, agent, *args):
+    command = [python, str(ROOT / "launchers" / "train.py"), f"--agent={agent}", "--config=debug",
+               "--env=gym_InvertedPendulum-v4", "--eval_every=0", "--noprogress",
+               f"--run_dir={run_dir}", *args]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+
+
+@pytest.mark.parametrize("agent", ["vagram", "mbpo"])
+def test_launcher_smoke_run_and_resume(python, subprocess_env, tmp_path, agent):
+    run_dir = tmp_path / agent
+    result = _train(python, subprocess_env, run_dir, agent, "--total_steps=250",
+                    "--checkpoint_every=250", "--distraction_dimensions=2")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = _train(python, subprocess_env, run_dir, agent, "--total_steps=400",
+                    "--checkpoint_every=250", "--distraction_dimensions=2")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 400
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("model/train_loss" in row for row in rows)
+    assert any("sac/critic_loss" in row and row["step"] > 250 for row in rows)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["distraction_dimensions"] == 2
+
