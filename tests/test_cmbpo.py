@@ -21,12 +21,12 @@ from saferl_tf.agents import CMBPOAgent, CPOAgent, Transition, TRPOAgent
 from saferl_tf.agents.base import preset_names
 from saferl_tf.agents.cmbpo import (
     boltzmann_epoch_probabilities,
-    schedule_length,
     updated_margin,
 )
 from saferl_tf.config import build_config
 from saferl_tf.data.archive import TransitionArchive
 from saferl_tf.errors import ConfigError
+from saferl_tf.rl.schedules import schedule_length
 
 OBSERVATION = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACTION = spaces.Box(-1.0, 1.0, (2,), np.float32)

@@ -13,9 +13,9 @@ from gymnasium import spaces
 
 from saferl_tf.agents import MBPOAgent, SACAgent, Transition, VaGraMAgent
 from saferl_tf.agents.base import preset_names
-from saferl_tf.agents.mbpo import linear_schedule
 from saferl_tf.config import build_config
 from saferl_tf.errors import ConfigError
+from saferl_tf.rl.schedules import linear_schedule
 
 OBSERVATION = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACTION = spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -105,4 +105,3 @@ def test_launcher_smoke_run_and_resume(python, subprocess_env, tmp_path, agent):
     assert any("sac/critic_loss" in row and row["step"] > 250 for row in rows)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["distraction_dimensions"] == 2
-

@@ -61,6 +61,7 @@ from saferl_tf.models.gaussian_policy import GaussianPolicy, gaussian_kl
 from saferl_tf.models.model_env import ModelEnv
 from saferl_tf.rl.cpo import accept_step, cpo_step
 from saferl_tf.rl.returns import generalized_advantages
+from saferl_tf.rl.schedules import schedule_length
 from saferl_tf.rl.trust_region import (
     assign_flat,
     backtracking_line_search,
@@ -123,15 +124,6 @@ def updated_margin(margin: float, mean_real_cost: float, cost_limit: float,
     """The learned safety margin: max(0, discount m + lr (cost - limit) / T)."""
     step = learning_rate * (mean_real_cost - cost_limit) / episode_length
     return max(0.0, discount * margin + step)
-
-
-def schedule_length(epoch: int, schedule) -> int:
-    """MBPO's linear horizon: [min epoch, max epoch, min length, max length]."""
-    low_epoch, high_epoch, low, high = schedule
-    if epoch <= low_epoch:
-        return int(low)
-    progress = min(1.0, (epoch - low_epoch) / max(high_epoch - low_epoch, 1))
-    return int(low + progress * (high - low))
 
 
 @register_agent("cmbpo")

@@ -67,7 +67,7 @@ from saferl_tf.errors import ConfigError
 from saferl_tf.models.networks import seeded_initializers
 from saferl_tf.models.rssm import RSSMState
 from saferl_tf.models.world_model import WorldModel
-from saferl_tf.rl.lagrangian import ConstraintPenalty, make_penalty
+from saferl_tf.rl.lagrangian import ConstraintPenalty, penalty_from_config
 from saferl_tf.rl.safe_actor_critic import SafeActorCritic
 
 
@@ -237,12 +237,7 @@ class LambdaAgent(Agent):
     def make_penalty(config) -> ConstraintPenalty:
         """The constraint's penalty (``saferl_tf.rl.lagrangian``); override to try
         another, e.g. a fixed multiplier."""
-        if config.penalty == "pid":
-            return make_penalty("pid", kp=config.pid_kp, ki=config.pid_ki, kd=config.pid_kd,
-                                initial_multiplier=config.initial_multiplier)  # fmt: skip
-        return make_penalty(config.penalty, initial_multiplier=config.initial_multiplier,
-                            initial_penalty=config.initial_penalty,
-                            penalty_growth=config.penalty_growth)  # fmt: skip
+        return penalty_from_config(config)
 
     @staticmethod
     def _check_config(config) -> None:

@@ -44,7 +44,6 @@ import tensorflow as tf
 from gymnasium import spaces
 
 from saferl_tf.agents.base import Agent, register_agent
-from saferl_tf.agents.cmbpo import schedule_length
 from saferl_tf.config import AgentConfig
 from saferl_tf.data.archive import TransitionArchive
 from saferl_tf.envs.registry import TaskFunctions
@@ -52,19 +51,11 @@ from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble
 from saferl_tf.models.model_env import ModelEnv
 from saferl_tf.models.vagram import ValueGradientCache, vagram_member_loss
-from saferl_tf.rl.lagrangian import make_penalty
+from saferl_tf.rl.lagrangian import penalty_from_config
 from saferl_tf.rl.sac import SACLearner
+from saferl_tf.rl.schedules import linear_schedule, schedule_length
 
 MODEL_LOSSES = ("mle", "mse", "vagram", "vagram_unbounded")
-
-
-def linear_schedule(epoch: int, schedule) -> float:
-    """[min epoch, max epoch, min value, max value] -> the value at ``epoch``."""
-    low_epoch, high_epoch, low, high = schedule
-    if epoch <= low_epoch:
-        return float(low)
-    progress = min(1.0, (epoch - low_epoch) / max(high_epoch - low_epoch, 1))
-    return float(low + progress * (high - low))
 
 
 @register_agent("mbpo")
@@ -172,12 +163,7 @@ class MBPOAgent(Agent):
     @staticmethod
     def make_penalty(config):
         """The constraint's penalty (as ``LambdaAgent.make_penalty``)."""
-        if config.penalty == "pid":
-            return make_penalty("pid", kp=config.pid_kp, ki=config.pid_ki, kd=config.pid_kd,
-                                initial_multiplier=config.initial_multiplier)  # fmt: skip
-        return make_penalty(config.penalty, initial_multiplier=config.initial_multiplier,
-                            initial_penalty=config.initial_penalty,
-                            penalty_growth=config.penalty_growth)  # fmt: skip
+        return penalty_from_config(config)
 
     def _build_model(self) -> None:
         config, task = self.config, self.task
@@ -300,7 +286,7 @@ class MBPOAgent(Agent):
 
     def _fill_model_buffer(self, epoch: int) -> dict:
         config = self.config
-        length = int(schedule_length(epoch, config.rollout_schedule))
+        length = schedule_length(epoch, config.rollout_schedule)
         count = config.rollouts_per_step * config.model_train_every
         data = self.real.fields()
         starts = data["observation"][self.rng.integers(0, len(data["reward"]), count)]

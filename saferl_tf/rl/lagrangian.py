@@ -244,6 +244,19 @@ def make_penalty(kind: str, **settings) -> ConstraintPenalty:
     return PENALTIES[kind](**settings)
 
 
+def penalty_from_config(config) -> ConstraintPenalty:
+    """The penalty an agent config names: ``config.penalty`` with the config's
+    ``initial_multiplier`` and either ``initial_penalty`` and ``penalty_growth``
+    (augmented Lagrangian) or ``pid_kp``, ``pid_ki`` and ``pid_kd`` (PID); the
+    fields every agent with a Lagrangian constraint shares."""
+    if config.penalty == "pid":
+        return make_penalty("pid", kp=config.pid_kp, ki=config.pid_ki, kd=config.pid_kd,
+                            initial_multiplier=config.initial_multiplier)  # fmt: skip
+    return make_penalty(config.penalty, initial_multiplier=config.initial_multiplier,
+                        initial_penalty=config.initial_penalty,
+                        penalty_growth=config.penalty_growth)  # fmt: skip
+
+
 def _finite(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
