@@ -245,7 +245,9 @@ class MBPOAgent(Agent):
             seed = tf.cast(self.random.make_seeds(1)[:, 0], tf.int32)
             metrics.update(self._sac_step({k: tf.constant(v) for k, v in batch.items()}, seed))
         metrics["sac/model_share"] = share
-        return metrics
+        # One row of metrics per model_train_every steps (the model's schedule),
+        # not one per environment step.
+        return metrics if after % config.model_train_every == 0 else {}
 
     def _value_functions(self):
         learner = self.learner
