@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 from conftest import ROOT
 from gymnasium import spaces
 
@@ -179,6 +180,36 @@ def test_imagined_cost_is_the_cost_probability_times_the_action_repeat():
     following = imagined["features"][:, 1:]
     probability = tf.sigmoid(scalar_output(agent.world_model.cost_head, following))
     np.testing.assert_allclose(imagined["cost"].numpy(), 3 * probability.numpy(), rtol=1e-5)
+
+
+def test_the_unsafe_weight_correction_removes_the_class_weighting_shift():
+    """A weighted Bernoulli fit (unsafe samples weighted w) of a rate p has its
+    maximum at p_w = w p / (w p + 1 - p): its logit is logit(p) + log w, so the
+    corrected imagination recovers p. Here the fit is gradient descent on the
+    weighted log-likelihood of one logit, against that closed form."""
+    rate, weight = 0.02, 100.0
+    unsafe = (np.arange(5000) < rate * 5000).astype(np.float32)
+    logit = tf.Variable(0.0)
+    optimizer = keras.optimizers.Adam(0.1)
+    weights = 1.0 + (weight - 1.0) * unsafe
+    for _ in range(400):
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(
+                weights * tfp.distributions.Bernoulli(logits=logit).log_prob(unsafe)
+            )
+        optimizer.apply_gradients([(tape.gradient(loss, logit), logit)])
+    fitted = float(tf.sigmoid(logit))
+    assert fitted == pytest.approx(weight * rate / (weight * rate + 1 - rate), rel=1e-3)
+    assert float(tf.sigmoid(logit - np.log(weight))) == pytest.approx(rate, rel=1e-3)
+    # The agent applies the same shift in imagination when asked to.
+    agent = filled_agent(jit=False, action_repeat=3, correct_unsafe_weight=True)
+    _, start = agent._model_step(agent._sample_batch(), tf.constant([1, 2]))
+    weights = agent.world_model.swag.sample_weights(1, tf.constant([3, 4]))
+    imagined = agent.behavior.imagine(agent.world_model, start, [w[0] for w in weights],
+                                      tf.constant([5, 6]))  # fmt: skip
+    logits = scalar_output(agent.world_model.cost_head, imagined["features"][:, 1:])
+    expected = 3 * tf.sigmoid(logits - np.log(agent.config.unsafe_weight))
+    np.testing.assert_allclose(imagined["cost"].numpy(), expected.numpy(), rtol=1e-5)
 
 
 def _checkpoint_values(path) -> dict:

@@ -89,6 +89,11 @@ class LambdaAgent(Agent):
         kl_balance: float = 0.8
         free_nats: float = 3.0
         unsafe_weight: float = 100.0  # Weight of the unsafe (cost >= 1) log-likelihood.
+        # The weighting inflates the cost head's probabilities (a weighted logistic
+        # fit's logit is shifted by about log(unsafe_weight)); true: imagination
+        # uses logit - log(unsafe_weight), the prior correction. The published code
+        # does not (false), and its imagined cost then runs several times the real.
+        correct_unsafe_weight: bool = False
         model_learning_rate: tuple[float, float] = (1e-4, 5e-4)  # Cyclic, low to high.
         learning_rate_step_size: int = 200
         adam_epsilon: float = 1e-5  # Every optimizer's, as the published code's.

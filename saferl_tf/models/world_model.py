@@ -24,7 +24,8 @@ caller compiles it (``tf.function``, XLA where wanted).
 The config (``LambdaAgent.Config``) supplies the sizes (``deter_size``,
 ``stoch_size``, ``rssm_hidden``, ``cnn_depth``, ``dense_units``,
 ``encoder_layers``, ``decoder_layers``, ``head_layers``), the loss
-(``kl_balance``, ``free_nats``, ``unsafe_weight``, ``safety``), the optimizer
+(``kl_balance``, ``free_nats``, ``unsafe_weight``, ``correct_unsafe_weight``,
+``safety``), the optimizer
 (``model_learning_rate``, ``learning_rate_step_size``, ``adam_epsilon``,
 ``model_clip_norm``), the observation statistics (``normalize_observations``,
 ``observation_clip``), SWAG (``swag_*``) and ``action_repeat``.
@@ -236,7 +237,8 @@ class WorldModel(tf.Module):
         order) -> features [N, H + 1, F] and the reward, cost and continue
         probability of each step, [N, H]. Imagined cost is the cost head's
         probability times ``action_repeat``: the environment sums cost over an
-        agent step's repeats."""
+        agent step's repeats (with ``correct_unsafe_weight``, the probability of
+        logit - log(unsafe_weight))."""
         parts, offset = [], 0
         for module in self.posterior_modules():
             size = len(module.trainable_variables)
@@ -253,7 +255,10 @@ class WorldModel(tf.Module):
                                  network.non_trainable_variables)  # fmt: skip
 
         reward = head(self.reward_head, reward_weights)
-        cost = self.config.action_repeat * tf.sigmoid(head(self.cost_head, cost_weights))
+        cost_logits = head(self.cost_head, cost_weights)
+        if self.config.correct_unsafe_weight:  # Undo the class weighting's shift.
+            cost_logits -= float(np.log(self.config.unsafe_weight))
+        cost = self.config.action_repeat * tf.sigmoid(cost_logits)
         terminal = tf.sigmoid(head(self.terminal_head, terminal_weights))
         to_batch = lambda x: tf.transpose(x, [1, 0])  # noqa: E731  [H, N] -> [N, H]
         return {
