@@ -3,14 +3,15 @@
 # (docs/BENCHMARKS.md): seeds 0-2; CMBPO 300k steps, CPO and TRPO 1M each, one
 # run at a time. Resumable: run the same command again and finished runs are
 # skipped, interrupted ones resume from their checkpoints.
-# Usage: tools/cmbpo_runs.sh [OUTPUT_DIR]   (default runs/halfcheetah)
+# Usage: [SEEDS="0 1 2"] tools/cmbpo_runs.sh [OUTPUT_DIR]   (default runs/halfcheetah)
+# Two streams on disjoint seeds may run at once (SEEDS="0 1" and SEEDS=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/halfcheetah}
 mkdir -p "$out"
 env=sgym_SafetyHalfCheetahVelocity-v1
 python=${PYTHON:-.venv/bin/python}
-for seed in 0 1 2; do
+for seed in ${SEEDS:-0 1 2}; do
   for spec in cmbpo:300000 cpo:1000000 trpo:1000000; do
     agent=${spec%%:*} steps=${spec##*:}
     run_dir="$out/$agent/$env/$seed"
