@@ -76,6 +76,10 @@ def test_vagram_fits_use_the_critics_value_gradients_and_the_mse_warmup_ends():
     assert agent.gradient_cache.computations >= 2
     gradients = agent.gradient_cache._gradients
     assert gradients.shape[1:] == (4, 3) and np.any(gradients != 0)
+    # Every fit (warm-up with the MSE and after it) reuses one traced train step.
+    assert int(agent.model_fits.numpy()) >= 3 and float(agent.vagram_loss.mse_weight.numpy()) == 0
+    (steps,) = agent.ensemble._custom.values()
+    assert steps.train.experimental_get_tracing_count() == 1
 
 
 def test_bad_settings_are_one_line_errors():

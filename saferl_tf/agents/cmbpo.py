@@ -43,9 +43,7 @@ are listed in the README.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -69,6 +67,7 @@ from saferl_tf.rl.trust_region import (
     flatten,
     unflatten,
 )
+from saferl_tf.training.timing import PhaseTimer
 
 ROLLOUT_MODES = ("uncertainty", "schedule")
 
@@ -96,19 +95,6 @@ class EpochSchedule:
 def _gae(rewards, values, next_values, continues, trace, discount, lambda_):
     return generalized_advantages(rewards, values, next_values, continues, discount, lambda_,
                                   trace)  # fmt: skip
-
-
-class _Timer:
-    """``with timer("name"):`` adds the block's wall time as ``time/name`` (s)."""
-
-    def __init__(self, metrics: dict):
-        self.metrics = metrics
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        started = time.perf_counter()
-        yield
-        self.metrics[f"time/{name}"] = time.perf_counter() - started
 
 
 def boltzmann_epoch_probabilities(kls: np.ndarray, sharpness: float) -> np.ndarray:
@@ -397,7 +383,7 @@ class CMBPOAgent(Agent):
         archived states, times ``uncertainty_scale``)."""
         config = self.config
         metrics: dict = {}
-        with _Timer(metrics)("model_fit"):
+        with PhaseTimer(metrics)("model_fit"):
             metrics.update(self._fit_model(config.initial_model_epochs))
         data = self.archive.fields()
         picks = self.rng.integers(0, len(self.archive), config.calibration_states)
@@ -435,7 +421,7 @@ class CMBPOAgent(Agent):
         real = self.archive.newest(collected)
         real = {key: value[:real_count] for key, value in real.items()}
         metrics: dict = {}
-        timer = _Timer(metrics)
+        timer = PhaseTimer(metrics)
         total = 4 if config.use_model else 2
         model_batch = None
         next_target = config.batch_size

@@ -54,6 +54,7 @@ from saferl_tf.models.vagram import ValueGradientCache, vagram_member_loss
 from saferl_tf.rl.lagrangian import penalty_from_config
 from saferl_tf.rl.sac import SACLearner
 from saferl_tf.rl.schedules import linear_schedule, schedule_length
+from saferl_tf.training.timing import PhaseTimer
 
 MODEL_LOSSES = ("mle", "mse", "vagram", "vagram_unbounded")
 
@@ -192,6 +193,8 @@ class MBPOAgent(Agent):
                                   sample=config.model_loss == "mle", jit=config.jit)  # fmt: skip
         self._rollout = tf.function(self._rollout_impl, jit_compile=config.jit)
         self.gradient_cache = ValueGradientCache()
+        # One loss object for every fit: the ensemble compiles its steps once per loss.
+        self.vagram_loss = _VaGraMLoss(self.dynamics, bounded=config.model_loss == "vagram")
         self.model_buffer = None  # Regenerated at each fit; not in checkpoints.
 
     # --- Acting --------------------------------------------------------------
@@ -225,12 +228,15 @@ class MBPOAgent(Agent):
         if steps < config.exploration_steps or steps < config.batch_size:
             return {}
         metrics: dict = {}
+        timer = PhaseTimer(metrics)
         after = steps - config.exploration_steps
         if config.use_model and (
             self.model_buffer is None or after % config.model_train_every == 0
         ):
-            metrics.update(self._fit_model())
-            metrics.update(self._fill_model_buffer(after // config.epoch_length))
+            with timer("model_fit"):
+                metrics.update(self._fit_model())
+            with timer("rollouts"):
+                metrics.update(self._fill_model_buffer(after // config.epoch_length))
         share = linear_schedule(after // config.epoch_length, config.model_share_schedule)
         if not config.use_model or self.model_buffer is None:
             share = 0.0
@@ -243,7 +249,9 @@ class MBPOAgent(Agent):
             else:
                 batch = self.real.sample(config.batch_size, self.rng)
             seed = tf.cast(self.random.make_seeds(1)[:, 0], tf.int32)
-            metrics.update(self._sac_step({k: tf.constant(v) for k, v in batch.items()}, seed))
+            with timer("sac_updates"):  # Per environment step (all its SAC updates).
+                result = self._sac_step({k: tf.constant(v) for k, v in batch.items()}, seed)
+            metrics.update(result)
         metrics["sac/model_share"] = share
         # One row of metrics per model_train_every steps (the model's schedule),
         # not one per environment step.
@@ -273,8 +281,8 @@ class MBPOAgent(Agent):
             gradients = self.gradient_cache.get(version, data["next_observation"],
                                                 self._value_functions())  # fmt: skip
             warm = int(self.model_fits.numpy()) < config.mse_warmup_fits
-            bounded = config.model_loss == "vagram"
-            extras = {"loss": _VaGraMLoss(self.dynamics, bounded, warm), "extras": gradients}
+            self.vagram_loss.mse_weight.assign(1.0 if warm else 0.0)
+            extras = {"loss": self.vagram_loss, "extras": gradients}
         report = self.dynamics.fit(data["observation"], data["action"],
                                    data["next_observation"], **given, **extras)  # fmt: skip
         self.model_fits.assign_add(1)
@@ -336,10 +344,13 @@ class _VaGraMLoss:
     task's reward is known); other learned outputs (cost, terminal) get their
     squared error."""
 
-    def __init__(self, dynamics: DynamicsEnsemble, bounded: bool, add_mse: bool):
+    def __init__(self, dynamics: DynamicsEnsemble, bounded: bool):
         self.size = dynamics.observation_size
         self.learns_reward = "reward" in dynamics.learned
-        self.bounded, self.add_mse = bounded, add_mse
+        self.bounded = bounded
+        # 1 adds the MSE of every output (the published code's warm-up fits), 0 not;
+        # a variable, so switching it does not retrace the compiled steps.
+        self.mse_weight = tf.Variable(0.0, trainable=False, name="vagram_mse_weight")
 
     def __call__(self, prediction, target, gradients):
         size = self.size
@@ -349,10 +360,11 @@ class _VaGraMLoss:
             zeros = tf.zeros_like(core_prediction[..., :1])
             core_prediction = tf.concat([core_prediction, zeros], -1)
             core_target = tf.concat([core_target, zeros], -1)
-        core = vagram_member_loss(core_prediction, core_target, gradients, self.bounded,
-                                  self.add_mse)  # fmt: skip
+        core = vagram_member_loss(core_prediction, core_target, gradients, self.bounded)
+        mse = tf.reduce_mean(tf.square(core_prediction - core_target), axis=[1, 2])
         rest = prediction[..., end:] - target[..., end:]
-        return core + tf.reduce_mean(tf.reduce_sum(tf.square(rest), -1), axis=1)
+        return (core + self.mse_weight * mse
+                + tf.reduce_mean(tf.reduce_sum(tf.square(rest), -1), axis=1))  # fmt: skip
 
 
 @register_agent("vagram")

@@ -465,7 +465,9 @@ class GaussianEnsemble(tf.Module):
           max_steps: gradient steps at most (None: no limit).
           loss: a ``MemberLoss`` instead of the likelihood (or, for deterministic
             members, the squared error); it also scores the held-out split for
-            early stopping and elites. The weight decay still applies.
+            early stopping and elites. The weight decay still applies. Its steps
+            are compiled once per loss object: pass the same object to every
+            fit (keep changing settings in ``tf.Variable``s).
           extras: [N, ...] per-sample data the ``loss`` reads (for example
             VaGraM's value gradients), split and shuffled with the samples.
 
