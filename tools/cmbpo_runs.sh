@@ -3,8 +3,8 @@
 # (docs/BENCHMARKS.md): seeds 0-2; CMBPO 300k steps, CPO and TRPO 1M each, one
 # run at a time. Resumable: run the same command again and finished runs are
 # skipped, interrupted ones resume from their checkpoints.
-# Usage: [SEEDS="0 1 2"] tools/cmbpo_runs.sh [OUTPUT_DIR]   (default runs/halfcheetah)
-# Two streams on disjoint seeds may run at once (SEEDS="0 1" and SEEDS=2).
+# Usage: [SEEDS="0 1 2"] [AGENTS="cmbpo cpo trpo"] tools/cmbpo_runs.sh [OUTPUT_DIR]
+# (default runs/halfcheetah). Streams on disjoint seeds or agents may run at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/halfcheetah}
@@ -14,6 +14,7 @@ python=${PYTHON:-.venv/bin/python}
 for seed in ${SEEDS:-0 1 2}; do
   for spec in cmbpo:300000 cpo:1000000 trpo:1000000; do
     agent=${spec%%:*} steps=${spec##*:}
+    case " ${AGENTS:-cmbpo cpo trpo} " in *" $agent "*) ;; *) continue ;; esac
     run_dir="$out/$agent/$env/$seed"
     if [ -f "$run_dir/summary.json" ] && grep -q "\"env_steps\": $steps" "$run_dir/summary.json"; then
       continue
