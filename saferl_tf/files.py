@@ -52,3 +52,33 @@ def write_atomically(path: str | Path, data: str | bytes, advice: str) -> None:
             temporary.unlink(missing_ok=True)
         kept = "the previous version is kept" if path.exists() else "nothing was written"
         raise UserError(f"cannot write {path} ({reason(error)}; {kept}); {advice}") from None
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory: str | Path, what: str, advice: str):
+    """Holds an exclusive lock on ``directory`` (a ``.lock`` file in it) for the
+    block, so that two processes never write one run or study at once. The OS
+    releases it when the process ends, however it ends: no stale locks. A held
+    lock is a UserError naming ``what`` and ``directory``, then ``advice``."""
+    import fcntl  # POSIX only, as the package.
+
+    path = Path(directory) / ".lock"
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 (held open for the block)
+    except OSError as error:
+        raise UserError(f"cannot open the lock file {path} ({reason(error)}); {advice}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"another process is already running the {what} in {directory}; "
+                f"wait for it to finish, or {advice}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")  # Who holds it, for a person looking.
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # Closing releases the lock.

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from saferl_tf import files
 from saferl_tf.agents import RandomAgent, register_agent
-from saferl_tf.errors import CheckpointError, ConfigError, NonFiniteError
+from saferl_tf.errors import CheckpointError, ConfigError, NonFiniteError, UserError
 from saferl_tf.training.experiment import RunSettings, complete_schedule, train
 from saferl_tf.training.logger import read_metrics
 
@@ -117,6 +118,20 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 def _files(folder):
     """{relative path: bytes} of every file under ``folder``."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_run_another_process_is_training_is_refused_and_left_alone(tmp_path):
+    train(_settings(tmp_path, total_steps=20, eval_every=0, checkpoint_every=10))
+    run_dir = tmp_path / "run"
+    before = _files(run_dir)
+    # The lock is the OS's (flock): a second open file, as another process has, conflicts.
+    with files.exclusive_lock(run_dir, "training run", "choose another --run_dir"):
+        refusal = "another process is already running the training run in .*run; wait for it"
+        with pytest.raises(UserError, match=refusal) as refused:
+            train(_settings(tmp_path, total_steps=40, eval_every=0))
+        assert "\n" not in str(refused.value)
+        assert _files(run_dir) == before
+    assert train(_settings(tmp_path, total_steps=40, eval_every=0))["env_steps"] == 40
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):

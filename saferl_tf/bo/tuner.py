@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from saferl_tf import files
 from saferl_tf.bo import proposers as proposers_lib
 from saferl_tf.bo.space import SearchSpace
 from saferl_tf.bo.study import DONE, FAILED, PENDING, RUNNING, Study, Trial, write_atomically
@@ -169,7 +170,11 @@ class Tuner:
     # --- The loop ------------------------------------------------------------
 
     def run(self) -> Study:
-        study_dir = Path(self.settings.study_dir)
+        study_dir = files.make_folder(self.settings.study_dir, "choose another --study_dir")
+        with files.exclusive_lock(study_dir, "study", "choose another --study_dir"):
+            return self._run(study_dir)
+
+    def _run(self, study_dir: Path) -> Study:
         running: list[RunningTrial] = []
         started = time.monotonic()
         wall_before = self.study.wall_seconds

@@ -151,9 +151,6 @@ def _resume(saved: dict, settings: SearchSettings, searcher, objective, path: Pa
 
 def run_search(settings: SearchSettings) -> dict:
     """Runs (or resumes) the search described by ``settings``; returns its summary."""
-    from saferl_tf.training.logger import Logger
-    from saferl_tf.training.loop import Interrupted, stop_on_signals
-    from saferl_tf.training.progress import Progress
 
     config = _check(settings)
     run_dir = run_dir_for(settings)
@@ -163,8 +160,17 @@ def run_search(settings: SearchSettings) -> dict:
                    what="search", ignore=("budget",))  # fmt: skip
     # Read (and check) a saved state before anything is built or written.
     saved = state_io.load(run_dir)
+    files.make_folder(run_dir, "choose another --run_dir, or fix the permissions")
+    with files.exclusive_lock(run_dir, "search", "choose another --run_dir"):
+        return _run_search_locked(settings, config, run_dir, record, saved)
+
+
+def _run_search_locked(settings: SearchSettings, config, run_dir: Path, record: dict, saved):
+    from saferl_tf.training.logger import Logger
+    from saferl_tf.training.loop import Interrupted, stop_on_signals
+    from saferl_tf.training.progress import Progress
+
     state_path = run_dir / STATE_FILE
-    run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / CONFIG_FILE, (json.dumps(record, indent=2) + "\n").encode())
     objective = make_objective(
         settings.objective, seed=settings.seed, noise_std=settings.noise_std,

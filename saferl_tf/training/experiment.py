@@ -254,6 +254,11 @@ def train(settings: RunSettings) -> dict:
     checkpoint_dir = run_dir / "checkpoints"
     _refuse_unresumable(run_dir, checkpoint_dir)
     files.make_folder(run_dir, "choose another --run_dir, or fix the permissions")
+    with files.exclusive_lock(run_dir, "training run", "choose another --run_dir"):
+        return _train_locked(settings, cls, config, run_dir, record, checkpoint_dir)
+
+
+def _train_locked(settings, cls, config, run_dir: Path, record: dict, checkpoint_dir: Path):
     # Environments of a resumed run get fresh seeds, so that it does not replay
     # the episodes it saw before its checkpoint.
     env_seed = settings.seed * 1_000_003 + _resume_step(checkpoint_dir)
