@@ -128,6 +128,10 @@ def test_an_epoch_updates_policy_values_and_model(cls, use_model):
     if use_model:
         assert "model/train_loss" in metrics[0] and metrics[0]["rollout/uncertainty_budget"] > 0
         assert epoch["rollout/samples"] > 0 and epoch["policy/next_real_samples"] >= 50
+        # All real (no model samples wanted): one chunk still measures the disagreement.
+        batch, measured = agent._model_samples(0)
+        assert batch is None and measured["rollout/samples"] == 0
+        assert measured["rollout/chunks"] == 1 and measured["rollout/disagreement"] > 0
     else:
         assert "rollout/samples" not in epoch
     assert bool(agent.value.fitted.numpy())
@@ -266,3 +270,24 @@ def test_start_states_follow_the_boltzmann_weights_of_their_epochs():
     assert abs(from_first.mean() - expected) < 0.015, from_first.mean()
     _, counts = np.unique(starts[from_first][:, 0], return_counts=True)
     assert len(counts) == 100 and counts.min() > 0.4 * counts.mean()  # Uniform within.
+
+
+def test_the_chunk_disagreement_counts_the_step_that_crossed_the_budget():
+    """The CMBPO code's measure behind the real-sample count: per step, the mean
+    disagreement of the paths stepped (the crossing step included, a terminated
+    path not stepped again), weighted by the paths that kept the step."""
+    from saferl_tf.agents.cmbpo import chunk_disagreement
+
+    alive = np.array([[1, 1, 0], [1, 0, 0], [1, 0, 0]], np.float64)
+    terminated = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0]], np.float64)
+    disagreement = np.array([[0.1, 0.2, 0.5], [0.3, 0.4, 0.9], [0.05, 7.0, 7.0]])
+    mean, weight = chunk_disagreement(alive, terminated, disagreement, np.ones(3, bool))
+    # Step means 0.15 (3 paths), 0.3 (paths 0 and 1), 0.5 (path 0); kept 3, 1, 0.
+    assert weight == 4 and mean == pytest.approx((0.15 * 3 + 0.3 * 1) / 4)
+    # Kept steps only (what this package measured before): 0.1625.
+    assert mean != pytest.approx((disagreement * alive).sum() / alive.sum())
+    # A path the sample target cut before it began is not counted.
+    cut = np.array([[1, 1, 0], [0, 0, 0]], np.float64)
+    mean, weight = chunk_disagreement(cut, terminated[:2], disagreement[:2],
+                                      np.array([True, False]))  # fmt: skip
+    assert weight == 2 and mean == pytest.approx((0.1 + 0.2) / 2)

@@ -218,3 +218,42 @@ def test_pairwise_kl_is_the_mean_of_tfps_kl_over_ordered_pairs_and_dimensions():
     same = np.repeat(mean[:1], k, 0)
     np.testing.assert_allclose(pairwise_kl(same, np.ones_like(same)).numpy(), 0.0, atol=1e-12)
     assert pairwise_kl(tf.constant(mean[:1]), tf.constant(variance[:1])).shape == (n,)
+
+
+def test_mspe_matches_a_numpy_float64_reference():
+    from saferl_tf.models.ensemble import mspe_loss
+
+    rng = np.random.default_rng(3)
+    mean, log_variance, target = (rng.normal(size=(3, 5, 2)) for _ in range(3))
+    squared = (mean - target) ** 2
+    variance_error = (np.exp(log_variance) - squared) ** 2
+    ratio = 0.05 * squared.mean() / variance_error.mean()
+    expected = (squared.mean(axis=(1, 2)) + (ratio * variance_error).mean(axis=(1, 2))
+                + 0.05 * (log_variance**2).mean())  # fmt: skip
+    got = mspe_loss(*(tf.constant(a, tf.float32) for a in (mean, log_variance, target)))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+
+
+def test_mspe_keeps_variances_near_the_datas_where_the_likelihood_shrinks_them():
+    """Why CMBPO's disagreement needs MSPE: with the likelihood the predicted
+    variance follows the residual (here noise std 0.05 of a unit-scale sine),
+    with MSPE it stays near the data's variance (1 in normalized units)."""
+    x, y = _sine(400, seed=4)
+    log_variances = {}
+    for objective in ("nll", "mspe"):
+        ensemble = GaussianEnsemble(1, 1, members=3, hidden_units=32, hidden_layers=2,
+                                    objective=objective, seed=0)  # fmt: skip
+        ensemble.fit(x, y, max_epochs=150, min_epochs=150)
+        _, variance = ensemble.member_moments(x[:100], tf.range(3))
+        normalized = variance.numpy() / ensemble.target_std.numpy() ** 2
+        log_variances[objective] = float(np.mean(np.log(normalized)))
+    assert log_variances["mspe"] > -0.5  # Within a factor 1.65 of the data's variance.
+    assert log_variances["nll"] < -3.0  # Shrunk towards the residual's.
+
+
+def test_min_epochs_holds_off_early_stopping():
+    x, y = _sine(200, seed=5)
+    ensemble = GaussianEnsemble(1, 1, members=2, hidden_units=16, hidden_layers=1,
+                                patience=1, improvement=0.5, seed=0)  # fmt: skip
+    assert ensemble.fit(x, y, max_epochs=60).epochs < 20  # Patience 1 at 50% stops at once.
+    assert ensemble.fit(x, y, max_epochs=60, min_epochs=40).epochs >= 40

@@ -69,6 +69,7 @@ from saferl_tf.rl.trust_region import (
 )
 from saferl_tf.training.timing import PhaseTimer
 
+MODEL_LOSSES = ("mspe", "mle")
 ROLLOUT_MODES = ("uncertainty", "schedule")
 
 
@@ -95,6 +96,22 @@ class EpochSchedule:
 def _gae(rewards, values, next_values, continues, trace, discount, lambda_):
     return generalized_advantages(rewards, values, next_values, continues, discount, lambda_,
                                   trace)  # fmt: skip
+
+
+def chunk_disagreement(alive, terminated, disagreement, in_chunk) -> tuple[float, float]:
+    """The CMBPO code's disagreement of one rollout chunk, which sets the real
+    samples of the next epoch: at each step t the mean one-step disagreement
+    of the paths stepped (kept at t - 1 and not terminated, so including the
+    step that crossed the budget and was dropped), weighted by the paths kept
+    at t. alive, terminated, disagreement [P, H] (kept steps; raw values);
+    in_chunk [P] (paths started) -> (mean, total weight)."""
+    stepped = np.concatenate([in_chunk[:, None].astype(np.float64),
+                              alive[:, :-1] - terminated[:, :-1]], axis=1)  # fmt: skip
+    counts = stepped.sum(0)
+    step_means = (stepped * disagreement).sum(0) / np.maximum(counts, 1)
+    kept = alive.sum(0)
+    weight = float(kept.sum())
+    return float((step_means * kept).sum() / max(weight, 1e-12)), weight
 
 
 def boltzmann_epoch_probabilities(kls: np.ndarray, sharpness: float) -> np.ndarray:
@@ -165,6 +182,10 @@ class CMBPOAgent(Agent):
         model_holdout_ratio: float = 0.2
         model_patience: int = 5
         initial_model_epochs: int = 500
+        initial_model_min_epochs: int = 150  # The first fit, before the budget is measured.
+        # "mspe": the CMBPO code's loss, whose variances stay near the data's, so
+        # the members' KL is the spread of their means; "mle": Gaussian likelihood.
+        model_loss: str = "mspe"
         model_epochs: int = 10
         model_train_every: int = 4000  # New real steps between refits.
         model_sampling: bool = False  # Add the member's noise (the published code: means).
@@ -255,6 +276,9 @@ class CMBPOAgent(Agent):
         for name in positive:
             if getattr(config, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}")
+        if config.model_loss not in MODEL_LOSSES:
+            raise ConfigError(f"unknown model_loss {config.model_loss!r}; accepted: "
+                              f"{', '.join(MODEL_LOSSES)}")  # fmt: skip
         if config.rollout_mode not in ROLLOUT_MODES:
             raise ConfigError(f"unknown rollout_mode {config.rollout_mode!r}; accepted: "
                               f"{', '.join(ROLLOUT_MODES)}")  # fmt: skip
@@ -290,7 +314,8 @@ class CMBPOAgent(Agent):
             self.observation_size, self.action_size, learn=learn,
             members=config.model_members, elites=config.model_elites,
             hidden_units=config.model_units, hidden_layers=config.model_layers,
-            activation="swish", weight_decay=config.model_weight_decay,
+            activation="swish", objective="nll" if config.model_loss == "mle" else "mspe",
+            weight_decay=config.model_weight_decay,
             learning_rate=config.model_learning_rate, batch_size=config.model_batch_size,
             holdout_ratio=config.model_holdout_ratio, max_holdout=5000,
             max_epochs=config.initial_model_epochs, patience=config.model_patience,
@@ -365,7 +390,7 @@ class CMBPOAgent(Agent):
             return {}
         return self._epoch_update(collected)
 
-    def _fit_model(self, max_epochs: int) -> dict:
+    def _fit_model(self, max_epochs: int, min_epochs: int = 1) -> dict:
         data = self.archive.fields()
         extras = {name: data[name] for name in ("reward", "cost") if name in self.dynamics.learned}
         if "terminal" in self.dynamics.learned:
@@ -373,7 +398,7 @@ class CMBPOAgent(Agent):
         report = self.dynamics.fit(data["observation"], data["action"], data["next_observation"],
                                    rewards=extras.get("reward"), costs=extras.get("cost"),
                                    terminals=extras.get("terminal"),
-                                   max_epochs=max_epochs)  # fmt: skip
+                                   max_epochs=max_epochs, min_epochs=min_epochs)  # fmt: skip
         self.schedule.new_since_fit = 0
         return report.metrics("model/")
 
@@ -384,7 +409,9 @@ class CMBPOAgent(Agent):
         config = self.config
         metrics: dict = {}
         with PhaseTimer(metrics)("model_fit"):
-            metrics.update(self._fit_model(config.initial_model_epochs))
+            metrics.update(self._fit_model(config.initial_model_epochs,
+                                           min(config.initial_model_min_epochs,
+                                               config.initial_model_epochs)))  # fmt: skip
         data = self.archive.fields()
         picks = self.rng.integers(0, len(self.archive), config.calibration_states)
         start = tf.constant(data["observation"][picks])
@@ -559,7 +586,8 @@ class CMBPOAgent(Agent):
 
     def _model_samples(self, target: int):
         """Rollout chunks of ``rollout_starts`` paths until ``target`` model
-        samples; returns the batch part and metrics."""
+        samples; returns the batch part (None when ``target`` <= 0: then one
+        chunk only measures the disagreement) and metrics."""
         config = self.config
         if config.rollout_mode == "uncertainty":
             budget = tf.constant(float(self.uncertainty_budget.numpy()), tf.float32)
@@ -569,32 +597,42 @@ class CMBPOAgent(Agent):
             length = min(schedule_length(self.schedule.epoch, config.rollout_schedule),
                          config.max_rollout_length)  # fmt: skip
         start_states = self._start_state_sampler()
-        parts, gathered, chunks = [], 0, 0
-        disagreement = lengths = 0.0
-        while gathered < target and chunks < 1000:
+        parts, gathered, chunks, paths = [], 0, 0, 0
+        weighted_disagreement = weights = 0.0
+        # With no model samples wanted (all real), one chunk still measures the
+        # disagreement that sets the next epoch's real samples.
+        measure_only = target <= 0
+        while (gathered < target or (measure_only and chunks == 0)) and chunks < 1000:
             start = start_states(config.rollout_starts)
             rollout, (value, cost_value) = self._rollout(tf.constant(start), self._seed(), budget)
-            alive = rollout.alive.numpy()
-            alive[:, length:] = 0.0  # The schedule's length (and nothing in uncertainty mode).
+            raw = rollout.alive.numpy()
+            raw[:, length:] = 0.0  # The schedule's length (and nothing in uncertainty mode).
             # Path-major order; a path cut by the target bootstraps like any other.
-            keep = np.cumsum(alive.reshape(-1)).reshape(alive.shape) <= target - gathered
-            alive = alive * keep
+            remaining = np.inf if measure_only else target - gathered
+            before = np.cumsum(raw.reshape(-1)).reshape(raw.shape)
+            alive = raw * (before <= remaining)
+            in_chunk = before[:, 0] - raw[:, 0] < remaining  # Paths begun before the cut.
             steps = int(alive.sum())
             if steps == 0 and chunks > 0:
                 break
             chunks += 1
-            measured = rollout.disagreement.numpy()
-            disagreement = float((measured * rollout.alive.numpy()).sum()
-                                 / max(rollout.alive.numpy().sum(), 1))  # fmt: skip
-            lengths = float(alive.sum(1).mean())
+            paths += int(in_chunk.sum())
+            mean, weight = chunk_disagreement(alive, rollout.terminated.numpy() * alive,
+                                              rollout.disagreement.numpy(), in_chunk)  # fmt: skip
+            weighted_disagreement += mean * weight
+            weights += weight
+            if measure_only:
+                break
             parts.append(self._rollout_fields(rollout, alive, value.numpy(), cost_value.numpy()))
             gathered += steps
-        batch = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        batch = None
+        if parts:
+            batch = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         metrics = {
             "rollout/samples": float(gathered),
             "rollout/chunks": float(chunks),
-            "rollout/disagreement": disagreement,
-            "rollout/mean_length": lengths,
+            "rollout/disagreement": weighted_disagreement / max(weights, 1e-12),
+            "rollout/mean_length": (weights if measure_only else gathered) / max(paths, 1),
         }
         return batch, metrics
 

@@ -46,6 +46,7 @@ from saferl_tf.errors import ConfigError
 tfd = tfp.distributions
 
 PROPAGATION_MODES = ("expectation", "random", "fixed")
+OBJECTIVES = ("nll", "mspe")
 _ACTIVATIONS = {"swish": tf.nn.silu, "relu": tf.nn.relu, "elu": tf.nn.elu, "tanh": tf.tanh}
 _VALIDATION_CHUNK = 1024
 
@@ -67,6 +68,29 @@ def pairwise_kl(mean, variance) -> tf.Tensor:
     # The diagonal (i = j) is zero; divide the sum by the K (K - 1) ordered pairs.
     per_dimension = tf.reduce_sum(kl, axis=[0, 1]) / (members * (members - 1))
     return tf.reduce_mean(per_dimension, axis=-1)
+
+
+def mspe_loss(mean, log_variance, targets) -> tf.Tensor:
+    """The CMBPO code's "MSPE" objective per member: [E, B, O] -> [E].
+
+    mean_{B,O} (μ - y)² + mean_{B,O} r (σ² - sg((μ - y)²))² + 0.05 mean_all (log σ²)²,
+    with r = 0.05 mean_all sg((μ - y)²) / mean_all sg((σ² - (μ - y)²)²): the
+    variance regression weighs 5% of the squared error, so the log-variance
+    penalty dominates and σ² stays near 1 (the data's variance in normalized
+    units). ``_all``: over every member, sample and output, as the seed code.
+    """
+    squared_error = tf.square(mean - targets)
+    variance = tf.exp(log_variance)
+    target_error = tf.stop_gradient(squared_error)
+    variance_error = tf.square(variance - target_error)
+    ratio = (
+        0.05
+        * tf.reduce_mean(target_error)
+        / tf.maximum(tf.reduce_mean(tf.stop_gradient(variance_error)), 1e-12)
+    )
+    return (tf.reduce_mean(squared_error, axis=[1, 2])
+            + tf.reduce_mean(ratio * variance_error, axis=[1, 2])
+            + 0.05 * tf.reduce_mean(tf.square(log_variance)))  # fmt: skip
 
 
 class MemberLoss(Protocol):
@@ -152,6 +176,13 @@ class GaussianEnsemble(tf.Module):
       hidden_units, hidden_layers, activation: the MLP of every member.
       probabilistic: predict a log-variance head (a Gaussian); False gives
         deterministic members trained by squared error.
+      objective: how probabilistic members are trained. "nll": the Gaussian
+        negative log-likelihood with learned soft log-variance bounds (PETS,
+        MBPO). "mspe": the CMBPO code's mean squared prediction error, the
+        squared error of the mean plus a small regression of the variance on
+        the squared error and 0.05 · mean(log-variance²) (``_loss``); its
+        variances stay near the data's, so the members' KL measures the
+        spread of their means rather than shrinking variances.
       weight_decay: coefficient of the L2 penalty (1/2 Σ W²) on the kernels.
       learning_rate: Adam's.
       bound_weight: weight of the penalty that pulls the learned log-variance
@@ -176,6 +207,7 @@ class GaussianEnsemble(tf.Module):
         hidden_layers: int = 4,
         activation: str = "swish",
         probabilistic: bool = True,
+        objective: str = "nll",
         weight_decay: float = 5e-5,
         learning_rate: float = 1e-3,
         bound_weight: float = 0.01,
@@ -200,13 +232,15 @@ class GaussianEnsemble(tf.Module):
             raise ConfigError(
                 f"unknown activation {activation!r}; accepted: {', '.join(_ACTIVATIONS)}"
             )
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {objective!r}; accepted: {', '.join(OBJECTIVES)}")
         if hidden_layers < 1 or hidden_units < 1:
             raise ConfigError("ensemble needs hidden_layers >= 1 and hidden_units >= 1")
         if not 0.0 <= holdout_ratio < 1.0:
             raise ConfigError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.members, self.num_elites = int(members), int(elites)
-        self.probabilistic = probabilistic
+        self.probabilistic, self.objective = probabilistic, objective
         self.activation = _ACTIVATIONS[activation]
         self.weight_decay, self.bound_weight = weight_decay, bound_weight
         self.batch_size, self.holdout_ratio, self.max_holdout = (
@@ -387,6 +421,8 @@ class GaussianEnsemble(tf.Module):
         mean, log_variance = self._forward(normalized_inputs)
         if log_variance is None:
             member_loss = tf.reduce_mean(tf.square(mean - normalized_targets), axis=[1, 2])
+        elif self.objective == "mspe":
+            member_loss = mspe_loss(mean, log_variance, normalized_targets)
         else:
             inverse_variance = tf.exp(-log_variance)
             member_loss = tf.reduce_mean(
@@ -396,7 +432,7 @@ class GaussianEnsemble(tf.Module):
         total += (
             self.weight_decay * 0.5 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in self.kernels])
         )
-        if log_variance is not None:
+        if log_variance is not None and self.objective == "nll":
             total += self.bound_weight * (
                 tf.reduce_sum(self.max_log_variance) - tf.reduce_sum(self.min_log_variance)
             )
@@ -453,6 +489,7 @@ class GaussianEnsemble(tf.Module):
         targets: np.ndarray,
         *,
         max_epochs: int | None = None,
+        min_epochs: int = 1,
         max_steps: int | None = None,
         loss: MemberLoss | None = None,
         extras: np.ndarray | None = None,
@@ -462,6 +499,8 @@ class GaussianEnsemble(tf.Module):
         Args:
           inputs: [N, I]; targets: [N, O]; NumPy.
           max_epochs: epochs at most (default: the ensemble's ``max_epochs``).
+          min_epochs: epochs at least: early stopping acts only after them (the
+            CMBPO code's first fit runs at least 150).
           max_steps: gradient steps at most (None: no limit).
           loss: a ``MemberLoss`` instead of the likelihood (or, for deterministic
             members, the squared error); it also scores the held-out split for
@@ -542,7 +581,7 @@ class GaussianEnsemble(tf.Module):
                 self._keep_best(better)
                 best_mse = np.where(better, mse, best_mse)
                 stale = 0 if improved.any() else stale + 1
-                if stale >= self.patience:
+                if stale >= self.patience and epoch >= min_epochs:
                     break
             if max_steps is not None and steps >= max_steps:
                 break
