@@ -115,6 +115,17 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train(_settings(tmp_path, total_steps=40, safety=True))
 
 
+def test_a_run_made_before_an_option_existed_resumes_at_its_default(tmp_path):
+    train(_settings(tmp_path, total_steps=20, eval_every=0))
+    path = tmp_path / "run" / "config.json"
+    record = json.loads(path.read_text())
+    del record["agent_config"]["safety"]  # As a run made before the option was added.
+    path.write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="agent_config.safety"):  # Not its default: refused.
+        train(_settings(tmp_path, total_steps=40, safety=True))
+    assert train(_settings(tmp_path, total_steps=40, eval_every=0))["env_steps"] == 40
+
+
 def _files(folder):
     """{relative path: bytes} of every file under ``folder``."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

@@ -132,9 +132,13 @@ def _record(settings: RunSettings, config) -> dict:
 
 
 def check_same_run(run_dir: Path, record: dict, keys, nested: str, what: str = "run",
-                   ignore: tuple[str, ...] = ()) -> None:  # fmt: skip
+                   ignore: tuple[str, ...] = (), defaults: dict | None = None) -> None:  # fmt: skip
     """Refuses to resume ``run_dir`` when its ``config.json`` differs from ``record``
-    in any of ``keys`` or any entry of the dict ``record[nested]`` (bar ``ignore``)."""
+    in any of ``keys`` or any entry of the dict ``record[nested]`` (bar ``ignore``).
+
+    An entry the saved record lacks is a setting added since the run was made:
+    it matches when ``record`` has it at its value in ``defaults`` (new options
+    default to the behaviour before them), so older runs stay resumable."""
     path = run_dir / CONFIG_FILE
     if not path.exists():
         return
@@ -145,10 +149,13 @@ def check_same_run(run_dir: Path, record: dict, keys, nested: str, what: str = "
     record = json.loads(json.dumps(record, default=str))  # Tuples as JSON has them.
     differing = [key for key in keys if previous.get(key) != record.get(key)]
     old, new = previous.get(nested, {}), record.get(nested, {})
+    defaults = json.loads(json.dumps(defaults or {}, default=str))
     differing += [
         f"{nested}.{k}"
         for k in sorted(set(old) | set(new))
-        if k not in ignore and old.get(k) != new.get(k)
+        if k not in ignore
+        and old.get(k) != new.get(k)
+        and not (k not in old and k in defaults and new.get(k) == defaults[k])
     ]
     if differing:
         raise ConfigError(
@@ -250,7 +257,8 @@ def train(settings: RunSettings) -> dict:
     cls, config, run_dir = resolve(settings)
     record = _record(settings, config)
     # The agent, the env and the agent config must match.
-    check_same_run(run_dir, record, ("agent", "env", "distraction_dimensions"), "agent_config")
+    check_same_run(run_dir, record, ("agent", "env", "distraction_dimensions"), "agent_config",
+                   defaults=config_to_dict(type(config)()))  # fmt: skip
     checkpoint_dir = run_dir / "checkpoints"
     _refuse_unresumable(run_dir, checkpoint_dir)
     files.make_folder(run_dir, "choose another --run_dir, or fix the permissions")
