@@ -1,4 +1,5 @@
-"""Known cost and termination of safety-gymnasium's velocity tasks and of HalfCheetahSafe.
+"""Known cost and termination of safety-gymnasium's velocity tasks, of
+gymnasium's MuJoCo robots and of HalfCheetahSafe.
 
 The registered TensorFlow functions must equal what the environments report on
 real transitions: both cost classes and terminating steps included, so that a
@@ -73,7 +74,10 @@ def _transitions(name: str, episodes: int = 4, steps: int = 60, seed: int = 0):
 def test_task_functions_only_for_velocity_tasks():
     assert envs.task_functions("sgym_SafetyPointGoal1-v0") is None
     assert envs.task_functions("sgym_Safexp-PointGoal1-v0") is None
-    assert envs.task_functions("gym_HalfCheetah-v4") is None
+    assert envs.task_functions("gym_Pendulum-v1") is None
+    assert envs.task_functions("gym_InvertedDoublePendulum-v4") is None  # Learned.
+    cheetah = envs.task_functions("gym_HalfCheetah-v4")  # Never ends; reward learned.
+    assert cheetah.terminal is None and cheetah.reward is None and cheetah.cost is None
     for name in velocity.COST_VELOCITY:
         functions = envs.task_functions(f"sgym_{name}")
         assert functions is not None and functions.reward is None and functions.cost is not None
@@ -248,3 +252,45 @@ def test_half_cheetah_safe_truncates_at_1000_steps():
         assert not terminated
         assert truncated == (step == 1000)
     env.close()
+
+
+def _gym_transitions(env_id: str, episodes: int = 6, steps: int = 200, seed: int = 0, **kwargs):
+    """Real transitions of ``env_id`` under random actions; for the Ant (which
+    random actions rarely tip over) odd episodes start lifted above its healthy
+    height, so that they terminate."""
+    env = envs.make(env_id, seed=seed, **kwargs)
+    inner = env.unwrapped
+    rows = {key: [] for key in ("observation", "action", "next_observation", "terminated")}
+    for episode in range(episodes):
+        observation, _ = env.reset()
+        if "Ant" in env_id and episode % 2:
+            qpos = inner.data.qpos.copy()
+            qpos[2] = 1.3
+            inner.set_state(qpos, inner.data.qvel.copy())
+            observation = inner._get_obs()  # No wrapper adds entries for these runs.
+        for _ in range(steps):
+            action = env.action_space.sample()
+            next_observation, _, _, terminated, truncated, _ = env.step(action)
+            for key, value in zip(rows, (observation, action, next_observation, terminated),
+                                  strict=True):  # fmt: skip
+                rows[key].append(value)
+            observation = next_observation
+            if terminated or truncated:
+                break
+    env.close()
+    return {key: np.asarray(value) for key, value in rows.items()}
+
+
+@pytest.mark.parametrize("env_id, kwargs", [
+    ("gym_Hopper-v4", {}), ("gym_Walker2d-v4", {}), ("gym_Ant-v4", {}), ("gym_Humanoid-v4", {}),
+    ("gym_InvertedPendulum-v4", {}), ("gym_InvertedPendulum-v4", {"distraction_dimensions": 2}),
+])  # fmt: skip
+def test_gymnasium_robots_termination_equals_the_environment(env_id, kwargs):
+    """Distractor dimensions are appended after the robot's entries, which the
+    functions index from the front."""
+    functions = envs.task_functions(env_id)
+    data = _gym_transitions(env_id, **kwargs)
+    args = (data["observation"], data["action"], data["next_observation"])
+    terminal = functions.terminal(*args).numpy()
+    np.testing.assert_array_equal(terminal, data["terminated"].astype(np.float32))
+    assert 0 < data["terminated"].sum() < len(data["terminated"]), "episodes must terminate"

@@ -113,13 +113,18 @@ def task_functions(env_id: str) -> TaskFunctions | None:
 
     ``saferl_`` tasks have those they registered; safety-gymnasium's velocity
     tasks (``sgym_Safety<Robot>Velocity-v<n>``) have the functions of
-    ``envs.velocity``, which need its observation wrapper.
+    ``envs.velocity``, which need its observation wrapper; gymnasium's MuJoCo
+    robots (``gym_Hopper-v4``, ...) have their termination (``envs.gym_tasks``).
     """
     spec = parse_env_id(env_id)
     if spec.family == "sgym":
         from saferl_tf.envs import velocity
 
         return velocity.task_functions(spec.name)
+    if spec.family == "gym":
+        from saferl_tf.envs import gym_tasks
+
+        return gym_tasks.task_functions(spec.name)
     if spec.family != "saferl":
         return None
     return own_env(spec.name).task_functions

@@ -31,17 +31,7 @@ Thresholds and healthy ranges are read from the installed safety-gymnasium
 (one instance per task, made once and cached), never written here.
 
 Termination (``terminal``) is gymnasium v4's ``not is_healthy`` on the next
-observation (positions x, y are not in it; indices below are observation
-indices, with ``exclude_current_positions_from_observation``):
-
-- Hopper: ``z = obs[0] in (0.7, inf)``, ``angle = obs[1] in (-0.2, 0.2)`` and
-  every entry of ``obs[1:11]`` (qpos[2:] and the velocities) in (-100, 100).
-  The observation clips the velocities at +-10, so a velocity beyond 100 (a
-  simulation blow-up) terminates the environment but not this function;
-- Walker2d: ``z = obs[0] in (0.8, 2.0)``, ``angle = obs[1] in (-1, 1)``;
-- Ant: every observation entry finite and ``z = obs[0] in [0.2, 1.0]``;
-- Humanoid: ``z = obs[0] in (1.0, 2.0)``;
-- HalfCheetah, Swimmer: never (``terminal`` None).
+observation (``envs.termination``); HalfCheetah and Swimmer never terminate.
 
 The reward is left to be learned (``reward`` None). All functions are
 TensorFlow on batches [..., O], without Python branching on values (XLA
@@ -62,6 +52,7 @@ from gymnasium import spaces
 
 from saferl_tf.envs import wrappers
 from saferl_tf.envs.registry import TaskFunctions
+from saferl_tf.envs.termination import read_healthy, termination
 
 _VELOCITY_TASK = re.compile(r"^Safety(?P<robot>[A-Za-z0-9]+)Velocity-v(?P<version>\d+)$")
 
@@ -81,8 +72,6 @@ COST_VELOCITY: dict[str, str] = {
     "SafetyHumanoidVelocity-v0": "planar",
     "SafetyHumanoidVelocity-v1": "planar",
 }
-
-_TERMINATING = ("Hopper", "Walker2d", "Ant", "Humanoid")
 
 
 def is_velocity_task(name: str) -> bool:
@@ -188,14 +177,10 @@ def velocity_task(name: str) -> VelocityTask:
         env = safety_gymnasium.make(name)
     try:
         inner = env.unwrapped
-        if not getattr(inner, "_exclude_current_positions_from_observation", True):
-            raise ValueError(f"{name}: the observation holds positions; expected it without")
-        healthy = {
-            key: getattr(inner, f"_{key}")
-            for key in ("healthy_z_range", "healthy_angle_range", "healthy_state_range")
-            if hasattr(inner, f"_{key}")
-        }
-        healthy["terminate_when_unhealthy"] = getattr(inner, "_terminate_when_unhealthy", False)
+        try:
+            healthy = read_healthy(inner)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
         return VelocityTask(
             name=name,
             robot=robot(name),
@@ -228,44 +213,6 @@ def _velocity_cost(threshold: float) -> Callable:
     return cost
 
 
-def _between(tf, value, bounds, inclusive: bool = False):
-    low, high = (tf.constant(bound, value.dtype) for bound in bounds)
-    if inclusive:
-        return tf.logical_and(low <= value, value <= high)
-    return tf.logical_and(low < value, value < high)
-
-
-def _terminal(task: VelocityTask) -> Callable | None:
-    """gymnasium v4's ``not is_healthy`` on the next observation; None if it never ends."""
-    if task.robot not in _TERMINATING or not task.healthy["terminate_when_unhealthy"]:
-        return None
-    healthy = task.healthy
-    state_end = 1 + (task.nq - 2) + task.nv  # Hopper: qpos[2:] and qvel at obs[1:state_end]
-
-    def terminal(observation, action, next_observation):
-        import tensorflow as tf
-
-        del observation, action
-        following = tf.convert_to_tensor(next_observation)
-        z = following[..., 0]
-        if task.robot == "Hopper":
-            state = following[..., 1:state_end]
-            ok = tf.reduce_all(_between(tf, state, healthy["healthy_state_range"]), axis=-1)
-            ok = tf.logical_and(ok, _between(tf, z, healthy["healthy_z_range"]))
-            ok = tf.logical_and(ok, _between(tf, following[..., 1], healthy["healthy_angle_range"]))
-        elif task.robot == "Walker2d":
-            ok = _between(tf, z, healthy["healthy_z_range"])
-            ok = tf.logical_and(ok, _between(tf, following[..., 1], healthy["healthy_angle_range"]))
-        elif task.robot == "Ant":
-            ok = tf.reduce_all(tf.math.is_finite(following), axis=-1)
-            ok = tf.logical_and(ok, _between(tf, z, healthy["healthy_z_range"], inclusive=True))
-        else:  # Humanoid
-            ok = _between(tf, z, healthy["healthy_z_range"])
-        return tf.cast(tf.logical_not(ok), following.dtype)
-
-    return terminal
-
-
 @functools.cache
 def task_functions(name: str) -> TaskFunctions | None:
     """The cost and termination of safety-gymnasium task ``name``; None unless a velocity task.
@@ -279,6 +226,6 @@ def task_functions(name: str) -> TaskFunctions | None:
     return TaskFunctions(
         reward=None,
         cost=_velocity_cost(task.threshold),
-        terminal=_terminal(task),
+        terminal=termination(task.robot, task.healthy, task.nq, task.nv),
         observation_wrapper=functools.partial(VelocityObservation, name=name),
     )
