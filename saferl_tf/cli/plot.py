@@ -15,7 +15,10 @@ for each of those logged metrics (for example ``lagrangian/multiplier``);
 logged points first; ``--table`` also prints, per algorithm, the final return
 and the total cost during learning: mean ± std over runs and, from 5 runs up,
 the interquartile mean with a 95% stratified-bootstrap interval
-(``--bootstrap_resamples``, seeded). Unreadable runs are skipped with a
+(``--bootstrap_resamples``, seeded); ``--steps_to_return=500,1000`` also prints
+the environment steps each algorithm needs to reach each return with its cost
+under the limit (``analysis.efficiency``; ``--reference=ALGO`` adds each one's
+ratio to that algorithm's). Unreadable runs are skipped with a
 ``warning:`` line each; when nothing can be plotted or a figure cannot be
 written (no permission, no space): one ``error:`` line, exit code 2. Figures
 are written to a temporary file and renamed, so a failed write leaves an
@@ -57,6 +60,17 @@ def define_flags() -> None:
     flags.DEFINE_enum("spread", "std", ["std", "minmax"], "Band: mean ± 1 std, or min to max.")
     flags.DEFINE_bool(
         "table", False, "Also print a Markdown table: final return and total cost during learning."
+    )
+    flags.DEFINE_list(
+        "steps_to_return",
+        [],
+        "Also print the environment steps each run needs to reach "
+        "these returns with its cost under the limit (for example 500,1000).",
+    )
+    flags.DEFINE_string(
+        "reference",
+        None,
+        "With --steps_to_return: the algorithm the others' steps are divided by.",
     )
     flags.DEFINE_integer(
         "bootstrap_resamples",
@@ -100,8 +114,25 @@ def _plot():
                 FLAGS.data_path, prefix=FLAGS.metrics, resamples=resamples
             )
             print(results.learning_table(rows, resamples=resamples), flush=True)
+        if FLAGS.steps_to_return:
+            from saferl_tf.analysis import efficiency
+
+            thresholds = _floats("steps_to_return", FLAGS.steps_to_return)
+            rows = efficiency.steps_to_return(
+                FLAGS.data_path, thresholds, prefix=FLAGS.metrics, smooth=FLAGS.smooth,
+                cost_limit=FLAGS.cost_limit,
+            )  # fmt: skip
+            print(efficiency.steps_table(rows, reference=FLAGS.reference), flush=True)
     except OSError as error:  # Reading the tree: an unreadable folder or file.
         raise UserError(f"cannot read the results: {error}") from None
+
+
+def _floats(name: str, values: Sequence[str]) -> list[float]:
+    try:
+        return [float(value) for value in values]
+    except ValueError:
+        raise UserError(f"--{name} takes numbers separated by commas, got "
+                        f"{','.join(values)!r}") from None  # fmt: skip
 
 
 if __name__ == "__main__":
