@@ -82,6 +82,11 @@ def test_vagram_fits_use_the_critics_value_gradients_and_the_mse_warmup_ends():
     assert steps.train.experimental_get_tracing_count() == 1
 
 
+def test_sac_collects_with_samples_and_mbpo_with_the_mean_as_the_published_code():
+    assert not config_for(SACAgent).collect_with_mean
+    assert config_for(MBPOAgent).collect_with_mean and config_for(VaGraMAgent).collect_with_mean
+
+
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match="unknown model_loss 'l1'"):
         MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent, model_loss="l1"))

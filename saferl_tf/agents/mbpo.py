@@ -384,3 +384,4 @@ class SACAgent(MBPOAgent):
     class Config(MBPOAgent.Config):
         use_model: bool = False
         exploration_steps: int = 5000
+        collect_with_mean: bool = False  # Standard SAC samples its actions.
