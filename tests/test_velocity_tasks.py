@@ -57,18 +57,24 @@ def _transitions(name: str, episodes: int = 4, steps: int = 60, seed: int = 0):
         if robot == "Ant" and episode == 2:
             qpos[2] = 1.3
         inner.set_state(qpos, qvel)
-        for _ in range(steps):
-            action = env.action_space.sample() * (episode > 0)
-            next_observation, _, cost, terminated, truncated, _ = env.step(action)
-            for key, value in zip(
-                rows, (observation, action, next_observation, cost, terminated), strict=True
-            ):
-                rows[key].append(value)
-            observation = next_observation
-            if terminated or truncated:
-                break
+        _record_episode(env, observation, steps, rows, scale=float(episode > 0))
     env.close()
     return {key: np.asarray(value) for key, value in rows.items()}
+
+
+def _record_episode(env, observation, steps: int, rows: dict, scale: float = 1.0) -> None:
+    """Steps ``env`` with random actions (times ``scale``) for at most ``steps``
+    steps or until the episode ends, appending each transition to ``rows``."""
+    for _ in range(steps):
+        action = env.action_space.sample() * scale
+        next_observation, _, cost, terminated, truncated, _ = env.step(action)
+        for key, value in zip(
+            rows, (observation, action, next_observation, cost, terminated), strict=True
+        ):
+            rows[key].append(value)
+        observation = next_observation
+        if terminated or truncated:
+            break
 
 
 def test_task_functions_only_for_velocity_tasks():
@@ -260,7 +266,7 @@ def _gym_transitions(env_id: str, episodes: int = 6, steps: int = 200, seed: int
     height, so that they terminate."""
     env = envs.make(env_id, seed=seed, **kwargs)
     inner = env.unwrapped
-    rows = {key: [] for key in ("observation", "action", "next_observation", "terminated")}
+    rows = {key: [] for key in ("observation", "action", "next_observation", "cost", "terminated")}
     for episode in range(episodes):
         observation, _ = env.reset()
         if "Ant" in env_id and episode % 2:
@@ -268,15 +274,7 @@ def _gym_transitions(env_id: str, episodes: int = 6, steps: int = 200, seed: int
             qpos[2] = 1.3
             inner.set_state(qpos, inner.data.qvel.copy())
             observation = inner._get_obs()  # No wrapper adds entries for these runs.
-        for _ in range(steps):
-            action = env.action_space.sample()
-            next_observation, _, _, terminated, truncated, _ = env.step(action)
-            for key, value in zip(rows, (observation, action, next_observation, terminated),
-                                  strict=True):  # fmt: skip
-                rows[key].append(value)
-            observation = next_observation
-            if terminated or truncated:
-                break
+        _record_episode(env, observation, steps, rows)
     env.close()
     return {key: np.asarray(value) for key, value in rows.items()}
 

@@ -38,10 +38,7 @@ def task_functions(name: str) -> TaskFunctions | None:
     env = gymnasium.make(name)
     try:
         inner = env.unwrapped
-        try:
-            healthy = read_healthy(inner)
-        except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
+        healthy = read_healthy(inner, name)
         terminal = termination(which, healthy, int(inner.model.nq), int(inner.model.nv))
     finally:
         env.close()

@@ -33,10 +33,10 @@ HEALTHY_ROBOTS = ("Hopper", "Walker2d", "Ant", "Humanoid")
 ROBOTS = (*HEALTHY_ROBOTS, "InvertedPendulum", *NEVER_TERMINATING)
 
 
-def read_healthy(inner) -> dict[str, Any]:
-    """The healthy ranges of an unwrapped gymnasium MuJoCo environment."""
+def read_healthy(inner, name: str) -> dict[str, Any]:
+    """The healthy ranges of task ``name``'s unwrapped gymnasium MuJoCo environment."""
     if not getattr(inner, "_exclude_current_positions_from_observation", True):
-        raise ValueError("the observation holds the root's positions; expected it without")
+        raise ValueError(f"{name}: the observation holds the root's positions; expected it without")
     healthy = {
         key: getattr(inner, f"_{key}")
         for key in ("healthy_z_range", "healthy_angle_range", "healthy_state_range")

@@ -177,10 +177,7 @@ def velocity_task(name: str) -> VelocityTask:
         env = safety_gymnasium.make(name)
     try:
         inner = env.unwrapped
-        try:
-            healthy = read_healthy(inner)
-        except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
+        healthy = read_healthy(inner, name)
         return VelocityTask(
             name=name,
             robot=robot(name),
