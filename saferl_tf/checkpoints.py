@@ -71,14 +71,19 @@ def checkpoint_candidates(directory: str | Path, prefix: str = "ckpt") -> list[s
     return sorted(complete, key=_step, reverse=True)
 
 
-def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str) -> None:
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
     """Restores ``path`` into ``checkpoint``; every object must find its values.
 
-    Raises CheckpointError naming the file when it is corrupt, truncated or was
-    written by a different agent. The files are left untouched.
+    ``partial``: values no object claims are expected (an agent restored only
+    to act never builds its optimizers' slots), so TensorFlow does not warn
+    about them. Raises CheckpointError naming the file when it is corrupt,
+    truncated or was written by a different agent. The files are left untouched.
     """
     try:
-        checkpoint.restore(path).assert_existing_objects_matched()
+        status = checkpoint.restore(path)
+        if partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
     except Exception as error:  # TF raises many kinds here (OpError, IndexError, ...).
         text = str(error).strip()
         reason = text.splitlines()[0] if text else type(error).__name__

@@ -188,6 +188,17 @@ class Agent(tf.Module):
         return False
 
     @classmethod
+    def episode_cost_limit(cls, config: AgentConfig, episode_length: float) -> float | None:
+        """The cost an episode of ``episode_length`` environment steps may have
+        under ``config.cost_limit`` (``saferl-evaluate`` checks it). The limit
+        refers to ``config.episode_length`` steps where the config has that
+        setting (scaled to the episode), else to one episode; None: no limit."""
+        steps = getattr(config, "episode_length", None)
+        if steps:
+            return config.cost_limit * episode_length / steps
+        return config.cost_limit
+
+    @classmethod
     def cpu_hint(cls, config: AgentConfig) -> str | None:
         """A line for users without a GPU when ``config`` is sized for one
         (expected speed, and the preset to use instead); None when it is not."""

@@ -107,6 +107,11 @@ class PlanningAgent(Agent):
         exploration_steps: int = 100
         replay_capacity: int = 1_000_000
 
+    @classmethod
+    def episode_cost_limit(cls, config, episode_length: float) -> float:
+        """``cost_limit`` is a budget per planning horizon: scaled to the episode."""
+        return config.cost_limit * episode_length / (config.horizon * config.action_repeat)
+
     def __init__(self, observation_space, action_space, config=None, **kwargs):
         super().__init__(observation_space, action_space, config, **kwargs)
         config, task = self.config, self.task

@@ -50,6 +50,12 @@ def define_flags() -> None:
     )
     flags.DEFINE_integer("eval_episodes", 1, "Episodes per evaluation.")
     flags.DEFINE_integer(
+        "eval_video_every", 0,
+        "Film the first evaluation episode every N environment steps into "
+        "<run_dir>/videos/*.mp4 and TensorBoard's Images tab (0: never).",
+    )  # fmt: skip
+    flags.DEFINE_integer("eval_video_size", 256, "Height and width of those videos in pixels.")
+    flags.DEFINE_integer(
         "checkpoint_every",
         None,
         "Checkpoint every N environment steps (default: a tenth of total_steps, at most 10k).",
@@ -103,6 +109,8 @@ def _train():
         safety=FLAGS.safety,
         jit=FLAGS.jit,
         progress=FLAGS.progress,
+        eval_video_every=FLAGS.eval_video_every,
+        eval_video_size=FLAGS.eval_video_size,
     )
     if FLAGS.dry_run:
         for line in describe(settings, seeds):

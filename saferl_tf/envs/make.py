@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gymnasium
 
 from saferl_tf.envs import registry, rendering, wrappers
@@ -22,6 +24,8 @@ def make(
     task_observation: bool = False,
     distraction_dimensions: int = 0,
     distraction_seed: int = 0,
+    render: bool = False,
+    episode_seeds: Sequence[int] | None = None,
 ) -> wrappers.SafeEnv:
     """Makes an environment.
 
@@ -35,6 +39,10 @@ def make(
         (64x64x3 uint8 frames; safety-gymnasium renders its robot camera;
         headless rendering uses EGL, see ``rendering``).
       seed: seeds the first ``reset()``; later resets continue its stream.
+      episode_seeds: instead of ``seed``, one seed for each of the first
+        ``len(episode_seeds)`` resets in turn (later resets continue the
+        stream), so that episode k is the same however episodes are spread
+        over environments.
       normalize_actions: expose a bounded Box action space as [-1, 1].
       task_observation: apply the observation wrapper that the task's known
         functions need (``registry.task_functions(env_id).observation_wrapper``,
@@ -44,6 +52,9 @@ def make(
       distraction_dimensions: append this many distractor dimensions
         (``distraction.Distraction``); their dynamics are drawn from
         ``distraction_seed``, so environments made with the same one share them.
+      render: make the environment's ``render()`` return frames, which
+        ``watch.watch_camera`` needs for tasks that are not MuJoCo ones (MuJoCo
+        tasks get a renderer of their own and need nothing here).
 
     Returns:
       A ``SafeEnv``: ``step`` returns (observation, reward, cost, terminated,
@@ -67,7 +78,7 @@ def make(
         raise ConfigError("distraction_dimensions needs observation='vector', not 'pixels'")
     if pixels:
         rendering.prepare_headless_rendering()
-    render_kwargs = {"render_mode": "rgb_array"} if pixels else {}
+    render_kwargs = {"render_mode": "rgb_array"} if pixels or render else {}
     if spec.family == "sgym":
         env = _make_safety_gymnasium(spec.name, episode_length, pixels)
     elif spec.family == "gym":
@@ -94,8 +105,12 @@ def make(
         env = wrappers.NormalizeActions(env)
     if action_repeat > 1:
         env = wrappers.ActionRepeat(env, action_repeat)
-    if seed is not None:
-        env = _SeedFirstReset(env, seed)
+    if episode_seeds is not None:
+        if seed is not None:
+            raise ConfigError("give seed or episode_seeds, not both")
+        env = _SeedResets(env, list(episode_seeds))
+    elif seed is not None:
+        env = _SeedResets(env, [seed])
     return env
 
 
@@ -130,16 +145,17 @@ def _make_gymnasium(name: str, episode_length: int | None, pixels: bool):
     return wrappers.GymnasiumEnv(inner, returns_cost=False)
 
 
-class _SeedFirstReset(wrappers.Wrapper):
-    """Seeds the first reset (and the action space) once; later resets continue."""
+class _SeedResets(wrappers.Wrapper):
+    """Seeds the first resets from ``seeds`` in turn (and the action space with
+    the first); later resets continue the stream."""
 
-    def __init__(self, env, seed: int):
+    def __init__(self, env, seeds: list[int]):
         super().__init__(env)
-        self._seed = seed
-        self.action_space.seed(seed)
+        self._seeds = seeds
+        if seeds:
+            self.action_space.seed(seeds[0])
 
     def reset(self, seed=None):
-        if seed is None and self._seed is not None:
-            seed = self._seed
-        self._seed = None
+        if seed is None and self._seeds:
+            seed = self._seeds.pop(0)
         return self.env.reset(seed=seed)

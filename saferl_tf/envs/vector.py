@@ -313,6 +313,7 @@ def make_vector(
     seed: int = 0,
     parallel: bool | None = None,
     local: int = 1,
+    episode_seeds: Sequence[int] | None = None,
     **make_kwargs,
 ) -> VectorEnv:
     """Makes ``num_envs`` copies of ``env_id``; environment i is seeded ``seed + i``.
@@ -321,6 +322,10 @@ def make_vector(
       parallel: worker processes (True) or this process (False); by default
         workers whenever ``num_envs > 1``.
       local: with workers, how many environments this process steps itself.
+      episode_seeds: instead of ``seed``, a seed per episode: environment i
+        resets with ``episode_seeds[i]``, ``episode_seeds[i + num_envs]``, ...
+        (each environment runs its episodes in order, so episode k sees the
+        same seed whatever ``num_envs`` is).
       make_kwargs: passed to ``make`` (action_repeat, episode_length,
         observation, normalize_actions, task_observation).
     """
@@ -328,10 +333,13 @@ def make_vector(
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     # Fail fast, in this process, on a bad id or option.
     make(env_id, **make_kwargs).close()
-    env_fns = [
-        functools.partial(make, env_id, seed=seed + index, **make_kwargs)
-        for index in range(num_envs)
-    ]
+    if episode_seeds is None:
+        seeds = [{"seed": seed + index} for index in range(num_envs)]
+    else:  # Environment i plays episodes i, i + N, i + 2N, ... in turn.
+        seeds = [{"episode_seeds": list(episode_seeds)[index::num_envs]}
+                 for index in range(num_envs)]  # fmt: skip
+    env_fns = [functools.partial(make, env_id, **seeds[index], **make_kwargs)
+               for index in range(num_envs)]  # fmt: skip
     if parallel is None:
         parallel = num_envs > 1
     if not parallel:

@@ -64,6 +64,8 @@ class RunSettings:
     safety: bool | None = None
     jit: bool | None = None
     progress: bool = True
+    eval_video_every: int = 0  # Film an evaluation episode every N steps (0: never).
+    eval_video_size: int = 256
 
 
 def complete_schedule(settings: RunSettings) -> RunSettings:
@@ -101,6 +103,11 @@ def resolve(settings: RunSettings):
     )
     if settings.eval_every < 0:
         raise ConfigError(f"--eval_every must be >= 0 (0 disables), got {settings.eval_every}")
+    if settings.eval_video_every < 0:
+        raise ConfigError(
+            f"--eval_video_every must be >= 0 (0 disables), got {settings.eval_video_every}"
+        )
+    check_video_size(settings.eval_video_size, "--eval_video_size")
     cls = agent_class(settings.agent)
     overrides = dict(settings.overrides)
     for key in ("action_repeat", "observation", "safety", "jit"):
@@ -119,6 +126,12 @@ def resolve(settings: RunSettings):
         or Path(settings.results_dir) / settings.agent / settings.env / str(settings.seed)
     )
     return cls, config, run_dir
+
+
+def check_video_size(size: int, flag: str) -> None:
+    """Video frames are square; H.264 needs an even side."""
+    if size < 16 or size % 2:
+        raise ConfigError(f"{flag} must be an even number of pixels >= 16, got {size}")
 
 
 def _record(settings: RunSettings, config) -> dict:
@@ -313,11 +326,16 @@ def _train_locked(settings, cls, config, run_dir: Path, record: dict, checkpoint
                 checkpoint_every=settings.checkpoint_every,
                 log_every=settings.log_every,
                 progress=settings.progress,
+                eval_video_every=settings.eval_video_every,
+                eval_video_size=settings.eval_video_size,
             ),
             logger,
             checkpoint_dir,
             make_eval_env=lambda: envs_lib.make(
-                settings.env, seed=env_seed + 999_983, **env_kwargs
+                settings.env,
+                seed=env_seed + 999_983,
+                render=settings.eval_video_every > 0,
+                **env_kwargs,
             ),
         )
         trainer.restore()  # Before anything is written: a refused resume changes nothing.

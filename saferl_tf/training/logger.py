@@ -3,7 +3,8 @@
 Each ``write(metrics, step)`` becomes one TensorBoard scalar per name and one
 JSON line ``{"step": step, "name": value, ...}``. Safety metrics carry the same
 names everywhere: ``episode_return``, ``episode_cost``, ``cost_rate``, under a
-``train/`` or ``eval/`` prefix.
+``train/`` or ``eval/`` prefix. ``video`` and ``record_video`` write MP4
+files under ``videos/`` and show them in TensorBoard's Images tab.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_VIDEO_FRAMES = 250
+TENSORBOARD_VIDEO_SIZE = 160
 
 
 class Logger:
@@ -46,17 +50,50 @@ class Logger:
         row.update({k: (v if math.isfinite(v) else str(v)) for k, v in values.items()})
         self._metrics.write(json.dumps(row) + "\n")
 
-    def video(self, name: str, frames, step: int, fps: int = 20) -> None:
-        """Writes frames [T, H, W, 3] uint8 as a GIF file and a TensorBoard image strip."""
-        import imageio
-        import numpy as np
+    def video(self, name: str, frames, step: int, fps: float = 20) -> Path:
+        """Writes frames uint8 [T, H, W, 3] as ``videos/<name>-<step>.mp4`` and as
+        an animated image in TensorBoard (``record_video``); returns the MP4's path."""
+        recording = self.record_video(name, step, fps)
+        try:
+            for frame in frames:
+                recording.append(frame)
+        except BaseException:
+            recording.abandon()
+            raise
+        return recording.close()
 
-        frames = np.asarray(frames, np.uint8)
-        path = self.log_dir / "videos" / f"{name.replace('/', '_')}-{int(step)}.gif"
-        path.parent.mkdir(exist_ok=True)
-        imageio.mimsave(path, list(frames), duration=1000 / fps)
-        with self._writer.as_default(step=int(step)):
-            tf.summary.image(name, frames[:: max(1, len(frames) // 8)], max_outputs=8)
+    def record_video(self, name: str, step: int, fps: float = 20) -> VideoRecording:
+        """A video written frame by frame: ``append(frame)`` then ``close()``.
+
+        The frames stream into ``videos/<name>-<step>.mp4`` (a file of that name
+        is never overwritten: a resumed run that redoes a step gets
+        ``-<step>.2.mp4``); ``close()`` also logs them to TensorBoard as an
+        animated image (its Images tab plays it), thinned to at most
+        ``TENSORBOARD_VIDEO_FRAMES`` frames of ``TENSORBOARD_VIDEO_SIZE`` pixels
+        to keep the event file small.
+        """
+        folder = self.log_dir / "videos"
+        folder.mkdir(exist_ok=True)
+        stem = f"{name.replace('/', '_')}-{int(step)}"
+        path, copy = folder / f"{stem}.mp4", 1
+        while path.exists():
+            copy += 1
+            path = folder / f"{stem}.{copy}.mp4"
+        return VideoRecording(self, name, int(step), path, fps)
+
+    def _write_animation(self, name: str, step: int, frames: np.ndarray, fps: float) -> None:
+        from saferl_tf.training.video import gif_bytes
+
+        summary = tf.compat.v1.Summary()
+        summary.value.add(
+            tag=name,
+            image=tf.compat.v1.Summary.Image(
+                height=frames.shape[1], width=frames.shape[2], colorspace=3,
+                encoded_image_string=gif_bytes(frames, fps),
+            ),
+        )  # fmt: skip
+        with self._writer.as_default(step=step):
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
     def flush(self) -> None:
         if self._event_writer is not None:
@@ -104,3 +141,39 @@ def read_metrics(log_dir: str | Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class VideoRecording:
+    """One video being written by ``Logger.record_video``."""
+
+    def __init__(self, logger: Logger, name: str, step: int, path: Path, fps: float):
+        from saferl_tf.training.video import Mp4Writer
+
+        self._logger, self._name, self._step, self.fps = logger, name, step, fps
+        self._file = Mp4Writer(path, fps)
+        self._small: list[np.ndarray] = []  # Downscaled copies for TensorBoard.
+
+    def append(self, frame: np.ndarray) -> None:
+        from saferl_tf.envs.wrappers import resize_image
+
+        frame = np.asarray(frame, np.uint8)
+        self._file.append(frame)
+        small = frame
+        if frame.shape[0] > TENSORBOARD_VIDEO_SIZE:
+            small = resize_image(frame, TENSORBOARD_VIDEO_SIZE)
+        self._small.append(small)
+
+    def close(self) -> Path | None:
+        """Finishes the MP4 and logs the animation; the MP4's path (None: no frames)."""
+        path = self._file.close()
+        if self._small:
+            frames = np.stack(self._small)
+            stride = max(1, -(-len(frames) // TENSORBOARD_VIDEO_FRAMES))
+            self._logger._write_animation(self._name, self._step, frames[::stride],
+                                          self.fps / stride)  # fmt: skip
+        self._small = []
+        return path
+
+    def abandon(self) -> None:
+        self._file.abandon()
+        self._small = []

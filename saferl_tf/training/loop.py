@@ -6,7 +6,9 @@
 ``episode_return``, ``episode_cost``, ``episode_length`` for every finished
 episode, ``cost_rate`` (total cost over total environment steps so far) and
 ``steps_per_second``; under ``eval/`` the same for the deterministic policy
-every ``eval_every`` steps; and whatever ``update()`` returns.
+every ``eval_every`` steps (the first evaluation episode filmed into
+``videos/`` and TensorBoard every ``eval_video_every`` steps); and whatever
+``update()`` returns.
 
 Steps are environment steps (an agent step with action repeat k counts k).
 Checkpoints are written every ``checkpoint_every`` steps, at the end, and on
@@ -30,9 +32,11 @@ import numpy as np
 
 from saferl_tf.agents.base import Agent, Transition, UpdateControl
 from saferl_tf.envs.vector import VectorEnv
+from saferl_tf.envs.watch import WatchCamera, frames_per_second, watch_camera
 from saferl_tf.envs.wrappers import SafeEnv
 from saferl_tf.errors import NonFiniteError
 from saferl_tf.training.checkpoint import LoopState, RunCheckpoint
+from saferl_tf.training.evaluation import Episode, run_episode
 from saferl_tf.training.logger import Logger
 from saferl_tf.training.progress import Progress
 
@@ -45,6 +49,8 @@ class LoopSettings:
     checkpoint_every: int = 10_000
     log_every: int = 1_000
     progress: bool = True
+    eval_video_every: int = 0  # Film an evaluation episode every N steps (0: never).
+    eval_video_size: int = 256  # Its frames' height and width in pixels.
 
 
 class Interrupted(Exception):
@@ -143,6 +149,8 @@ class Trainer:
         self.logger = logger
         self.make_eval_env = make_eval_env
         self._eval_env: SafeEnv | None = None
+        self._camera: WatchCamera | None = None
+        self._last_video: int | None = None  # Step of the last filmed evaluation.
         self.state = LoopState()
         self.checkpoint = RunCheckpoint(checkpoint_dir, agent, self.state)
         self.resumed_from: str | None = None
@@ -305,8 +313,12 @@ class Trainer:
             self.agent.control = UpdateControl()
             progress.close()
             self.logger.flush()
+            if self._camera is not None:
+                self._camera.close()
+                self._camera = None
             if self._eval_env is not None:
                 self._eval_env.close()
+                self._eval_env = None
         summary["env_steps"] = self.env_steps
         return summary
 
@@ -317,31 +329,22 @@ class Trainer:
             self.logger.write(metrics, self.env_steps)
 
     def evaluate(self) -> dict[str, float]:
-        """Runs ``eval_episodes`` episodes with the deterministic policy and logs them."""
+        """Runs ``eval_episodes`` episodes with the deterministic policy and logs
+        them; the first is filmed when a video is due (``eval_video_every``)."""
         if self.make_eval_env is None:
             return {}
         if self._eval_env is None:
             self._eval_env = self.make_eval_env()
-        returns, costs, lengths = [], [], []
-        for _ in range(self.settings.eval_episodes):
-            observation, _ = self._eval_env.reset()
-            is_first, done = True, False
-            total_return = total_cost = 0.0
-            length = 0
-            while not done:
-                action = self.agent.act(
-                    observation[None], explore=False, is_first=np.asarray([is_first])
-                )[0]
-                observation, reward, cost, terminated, truncated, info = self._eval_env.step(action)
-                total_return += reward
-                total_cost += cost
-                length += info.get("env_steps", 1)
-                is_first, done = False, terminated or truncated
-            returns.append(total_return)
-            costs.append(total_cost)
-            lengths.append(length)
+        episodes = []
+        for index in range(self.settings.eval_episodes):
+            if index == 0 and self._video_due():
+                episodes.append(self._filmed_episode())
+            else:
+                episodes.append(run_episode(self.agent, self._eval_env, deterministic=True))
+        costs = [e.episode_cost for e in episodes]
+        lengths = [e.length for e in episodes]
         metrics = {
-            "eval/episode_return": float(np.mean(returns)),
+            "eval/episode_return": float(np.mean([e.episode_return for e in episodes])),
             "eval/episode_cost": float(np.mean(costs)),
             "eval/episode_length": float(np.mean(lengths)),
             "eval/cost_rate": float(np.sum(costs) / max(np.sum(lengths), 1)),
@@ -349,6 +352,27 @@ class Trainer:
         self._log(metrics)
         self.last_eval = self.env_steps
         return metrics
+
+    def _video_due(self) -> bool:
+        every = self.settings.eval_video_every
+        return every > 0 and (
+            self._last_video is None or self.env_steps - self._last_video >= every
+        )
+
+    def _filmed_episode(self) -> Episode:
+        if self._camera is None:
+            self._camera = watch_camera(self._eval_env, self.settings.eval_video_size)
+        fps = frames_per_second(self._eval_env, getattr(self.agent.config, "action_repeat", 1))
+        recording = self.logger.record_video("eval/video", self.env_steps, fps)
+        try:
+            episode = run_episode(self.agent, self._eval_env, deterministic=True,
+                                  camera=self._camera, on_frame=recording.append)  # fmt: skip
+        except BaseException:
+            recording.abandon()
+            raise
+        recording.close()
+        self._last_video = self.env_steps
+        return episode
 
 
 def _check_finite(metrics: dict[str, float], step: int, last_checkpoint: str | None) -> None:
