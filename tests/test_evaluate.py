@@ -8,16 +8,17 @@ import json
 import subprocess
 from pathlib import Path
 
+import fake_agents  # noqa: F401  (registers test_flaky)
 import imageio.v2 as imageio
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from saferl_tf import envs
-from saferl_tf.agents import Agent, make_agent
+from saferl_tf.agents import Agent, agent_class, make_agent, registered_agents
 from saferl_tf.agents.base import preset_names
 from saferl_tf.agents.lambda_ import LambdaAgent
-from saferl_tf.config import build_config, config_to_dict
+from saferl_tf.config import build_config, config_to_dict, presets_for
 from saferl_tf.envs.watch import watch_camera
 from saferl_tf.errors import CheckpointError, ConfigError
 from saferl_tf.training.evaluation import run_episodes, run_vector_episodes, summarize
@@ -260,3 +261,40 @@ def test_tasks_without_frames_say_so():
     env = envs.make("saferl_LQR-v0", render=True)  # It has no render modes.
     with pytest.raises(ConfigError, match="cannot render frames"):
         watch_camera(env)
+
+
+BUILT_IN = [name for name in registered_agents() if not name.startswith("test_")]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_agent_evaluates_from_its_run_folder(name, tmp_path):
+    cls = agent_class(name)
+    config = "debug" if "debug" in presets_for(preset_names(cls)) else ""
+    run_dir = tmp_path / name
+    train(RunSettings(env=ENV, agent=name, config=config, run_dir=str(run_dir),
+                      total_steps=40, episode_length=20, eval_every=0, checkpoint_every=40,
+                      progress=False))  # fmt: skip
+    report = evaluate_run(EvalSettings(run_dir=str(run_dir), episodes=2), echo=lambda _: 0)
+    assert report["step"] == 40 and report["agent"] == name
+    assert [row["episode_length"] for row in report["episodes"]] == [20, 20]
+
+
+def test_a_users_agent_evaluates_with_imports(tmp_path, python, subprocess_env):
+    run_dir = tmp_path / "flaky"
+    train(RunSettings(env=ENV, agent="test_flaky", run_dir=str(run_dir), total_steps=20,
+                      episode_length=10, eval_every=0, checkpoint_every=20,
+                      progress=False))  # fmt: skip
+
+    def evaluate(*args):
+        return subprocess.run(
+            [python, str(ROOT / "launchers" / "evaluate.py"), f"--run_dir={run_dir}",
+             "--episodes=2", *args],
+            capture_output=True, text=True, env=subprocess_env, timeout=300, cwd=ROOT,
+        )  # fmt: skip
+
+    result = evaluate("--imports=tests/fake_agents.py")
+    assert result.returncode == 0, result.stderr
+    assert "mean cost" in result.stdout and "eval_20.json" in result.stdout
+    result = evaluate()
+    assert result.returncode == 2
+    assert "unknown agent 'test_flaky'" in result.stderr

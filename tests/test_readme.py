@@ -53,7 +53,7 @@ def test_readme_agent_example_trains_from_the_launcher(python, subprocess_env, t
 # --- Every command in the README's shell blocks is a valid command -------------
 
 PROGRAMS = {"saferl-train": "train", "saferl-tune": "tune", "saferl-search": "search",
-            "saferl-plot": "plot"}  # fmt: skip
+            "saferl-plot": "plot", "saferl-evaluate": "evaluate"}  # fmt: skip
 NOT_CHECKED = ("make test", "make venv", "make lint", "make format", "make bench-env",
                "make wheel", ".venv/bin/tensorboard", ".venv/bin/pip", "pip install")  # fmt: skip
 
@@ -107,10 +107,18 @@ def test_every_readme_command_passes_a_dry_run(command, subprocess_env, tmp_path
     best = tmp_path / "results" / "tune" / "example" / "best_config.yaml"
     best.parent.mkdir(parents=True)
     best.write_text("agent: random\nreplay_capacity: 5000\n")  # As the tuner writes it.
+    if argv[2] == "saferl_tf.cli.evaluate":  # The first run's folder, as it trains it.
+        from saferl_tf.training.experiment import RunSettings, train
+
+        run_dir = tmp_path / "results" / "lambda" / "saferl_PointHazard-v0" / "0"
+        train(RunSettings(env="saferl_PointHazard-v0", agent="lambda", config="debug",
+                          run_dir=str(run_dir), total_steps=20, eval_every=0,
+                          progress=False))  # fmt: skip
+    before = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     result = subprocess.run([*argv, "--dry_run"], capture_output=True, text=True,
                             env=subprocess_env, cwd=tmp_path, timeout=300)  # fmt: skip
     assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
     assert "dry run:" in result.stdout
     # A dry run writes nothing beside what the test made.
     made = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
-    assert made == {"my_agents.py", "results/tune/example/best_config.yaml"}
+    assert made == before

@@ -233,23 +233,6 @@ def test_a_finished_run_is_not_trained_again(tmp_path, capsys):
     assert len(list((tmp_path / "run" / "replay").glob("*.npz"))) == 3
 
 
-def test_logger_writes_videos(tmp_path):
-    from saferl_tf.training.logger import Logger
-
-    logger = Logger(tmp_path)
-    frames = np.random.default_rng(0).integers(0, 255, (12, 16, 16, 3), dtype=np.uint8)
-    logger.video("eval/policy", frames, step=7)
-    logger.close()
-    assert (tmp_path / "videos" / "eval_policy-7.gif").stat().st_size > 0
-    images = [
-        (event.step, value.tag)
-        for path in tmp_path.glob("events.out.tfevents.*")
-        for event in tf.compat.v1.train.summary_iterator(str(path))
-        for value in event.summary.value
-    ]
-    assert images == [(7, "eval/policy")]
-
-
 def test_the_cost_rate_at_the_end_counts_the_unfinished_episode(tmp_path):
     train(_settings(tmp_path, total_steps=15, eval_every=0))
     rows = [r for r in read_metrics(tmp_path / "run") if "train/cost_rate" in r]
