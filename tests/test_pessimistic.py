@@ -71,15 +71,20 @@ def test_plans_are_deterministic_given_the_seed_and_warm_start_shifts():
     agent, env = debug_agent()
     run_steps(agent, env, 60)
     observation = np.array([-1.0, 0.0, 0.0], np.float32)
-    warm = np.linspace(-1, 1, agent.config.horizon, dtype=np.float32)[:, None]
+    state = list(agent.initial_plan_state())
+    state[0] = np.linspace(-1, 1, agent.config.horizon, dtype=np.float32)[:, None]
+    state = tuple(tf.constant(part) for part in state)
     seed = tf.constant([4, 2])
-    first, next_warm = agent._plan_step(observation, warm, seed)
-    second, again = agent._plan_step(observation, warm, seed)
+    first, next_state = agent._plan_step(observation, state, seed)
+    second, again = agent._plan_step(observation, state, seed)
     np.testing.assert_array_equal(first.numpy(), second.numpy())
-    np.testing.assert_array_equal(next_warm.numpy(), again.numpy())
-    _, other = agent._plan_step(observation, warm, tf.constant([5, 2]))
-    assert not np.array_equal(next_warm.numpy(), other.numpy())
-    assert next_warm.shape == warm.shape and np.all(next_warm.numpy()[-1] == 0.0)
+    for part, repeated in zip(next_state, again):
+        np.testing.assert_array_equal(part.numpy(), repeated.numpy())
+    _, other = agent._plan_step(observation, state, tf.constant([5, 2]))
+    assert not np.array_equal(next_state[0].numpy(), other[0].numpy())
+    # The reduced planner's warm start: the action mean shifted, zero-filled; η afresh.
+    assert next_state[0].shape == state[0].shape and np.all(next_state[0].numpy()[-1] == 0.0)
+    assert np.all(next_state[1].numpy() == 0.0)
 
 
 def test_optimistic_variant_plans_actions_and_reward_eta():
@@ -93,7 +98,8 @@ def test_optimistic_variant_plans_actions_and_reward_eta():
     reward_eta = tf.constant(rng.uniform(-1, 1, (4, horizon, 3)), tf.float32)
     cost_eta = tf.constant(rng.uniform(-1, 1, (1, horizon, 3)), tf.float32)
     # J: rewards along the planner's own η, costs along the adversary's.
-    value = agent.minmax_objective(start, tf.concat([actions, reward_eta], -1), cost_eta)
+    value = agent.minmax_objective(start, tf.concat([actions, reward_eta], -1), cost_eta,
+                                   tf.constant([0, 0]))[:, 0]  # fmt: skip
     rewards, _ = agent.trajectories.rollout(start, actions, reward_eta, agent.alpha)
     _, costs = agent.trajectories.rollout(start, actions, cost_eta, agent.alpha)
     expected = agent.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
@@ -102,17 +108,17 @@ def test_optimistic_variant_plans_actions_and_reward_eta():
     assert not np.allclose(rewards.numpy(), mean_rewards.numpy())  # So η above mattered.
     # The planner chooses η with the actions, optimistically: the planned sequence
     # scores more reward along its own η than its actions do on the mean model.
-    warm = tf.zeros([horizon, agent.plan_size])
+    warm = tuple(tf.constant(part) for part in agent.initial_plan_state())
     for seed in ([0, 1], [3, 1]):
-        best, mean = tf.function(agent._plan_sequence)(start, warm, tf.constant(seed))
-        assert best.shape == mean.shape == (horizon, 1 + 3)
+        best, state = tf.function(agent._plan_sequence)(start, warm, tf.constant(seed))
+        assert best.shape == state[0].shape == (horizon, 1 + 3)
         assert np.all(np.abs(best.numpy()) <= 1.0) and np.any(best.numpy()[:, 1:] != 0.0)
         optimistic, _ = agent.trajectories.rollout(start, best[None, :, :1], best[None, :, 1:],
                                                    agent.alpha)  # fmt: skip
         on_mean, _ = agent.trajectories.rollout(start, best[None, :, :1])
         assert float(tf.reduce_mean(optimistic)) > float(tf.reduce_mean(on_mean)), seed
     action, next_warm = agent._plan_step(start, warm, tf.constant([0, 1]))
-    assert action.shape == (1,) and next_warm.shape == (horizon, 1 + 3)
+    assert action.shape == (1,) and next_warm[0].shape == (horizon, 1 + 3)
 
 
 def test_without_known_functions_the_ensemble_learns_reward_and_cost():
@@ -260,3 +266,60 @@ def test_pessimistic_learns_the_swing_up_with_fewer_violations_than_cem(tmp_path
         _, returns = read_scalars(tmp_path / "pessimistic" / ENV / seed)["train/episode_return"]
         assert returns[-3:].max() > SWING_UP_RETURN, (seed, returns)
         assert returns[-3:].max() > returns[0] + 500.0  # Hanging down scores about -1,700.
+
+
+# SafeExploration's pendulum planner (experiments/config/pendulum/minmax_bnn_pendulum.yaml,
+# the CEM and schedule values its code fixes): the `seed` preset must say the same.
+SEED_PLANNER = dict(
+    horizon=20, samples=500, elites=50, iterations=5, initial_std=5.0, momentum=0.0, rounds=10,
+    eta_samples=500, eta_elites=50, eta_initial_std=5.0, opponent_elites=5, carry_std=False,
+    warm_start="shift_all", reward_particles=10, alpha_start=1.0, alpha_end=3.0,
+    alpha_midpoint=10.0, alpha_width=4.0, penalty=1.0, barrier="relu", cost_limit=0.0,
+)  # fmt: skip
+
+
+def test_the_seed_preset_is_the_published_planner():
+    config = build_config(PessimisticAgent.Config, preset_names(PessimisticAgent), "seed")
+    assert {key: getattr(config, key) for key in SEED_PLANNER} == SEED_PLANNER
+    agent = PessimisticAgent(envs.make(ENV).observation_space, envs.make(ENV).action_space, config)
+    # The published schedule: α = 1 + 2 sigmoid(0.25 (k - 10)) in episode k.
+    for episode in (1, 10, 20):
+        expected = 1.0 + 2.0 / (1.0 + np.exp(-0.25 * (episode - 10)))
+        assert agent._alpha_at(episode) == pytest.approx(expected)
+    reduced = build_config(PessimisticAgent.Config, preset_names(PessimisticAgent), "reduced")
+    assert reduced == PessimisticAgent.Config()  # The defaults are the reduced planner.
+
+
+def test_sampled_trajectories_share_their_noise_across_plans():
+    agent, env = debug_agent(reward_particles=4)
+    run_steps(agent, env, 60)
+    horizon = agent.config.horizon
+    start = tf.constant([-1.0, 0.2, 1.0])
+    actions = tf.constant(np.random.default_rng(1).uniform(-1, 1, (3, horizon, 1)), tf.float32)
+    twice = tf.concat([actions, actions], 0)
+    noise = tf.random.stateless_normal([4, horizon, 3], [1, 1])
+    rewards, _ = agent.trajectories.sampled(start, twice, noise)
+    np.testing.assert_allclose(rewards[:3].numpy(), rewards[3:].numpy())  # Same noise per plan.
+    assert not np.allclose(rewards[:, 0].numpy(), rewards[:, 1].numpy())  # Particles differ.
+    # Zero noise is the model's mean trajectory.
+    still, _ = agent.trajectories.sampled(start, actions, tf.zeros([1, horizon, 3]))
+    mean, _ = agent.trajectories.rollout(start, actions)
+    np.testing.assert_allclose(still[:, 0].numpy(), mean.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_pessimistic_trajectory_penalizes_the_worst_particles_cost():
+    agent, env = debug_agent("pessimistic_trajectory", reward_particles=5)
+    run_steps(agent, env, 60)
+    horizon = agent.config.horizon
+    start = tf.constant([-1.0, 0.0, 4.0])
+    actions = tf.constant(np.random.default_rng(2).uniform(-1, 1, (6, horizon, 1)), tf.float32)
+    seed = tf.constant([3, 4])
+    value = agent.objective(start, actions, seed)
+    reward_seed, cost_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    rewards, _ = agent.trajectories.sampled(start, actions, agent._particle_noise(reward_seed))
+    _, costs = agent.trajectories.sampled(start, actions, agent._particle_noise(cost_seed))
+    summed = tf.reduce_sum(costs, 2).numpy()  # [N, P]
+    expected = (agent.config.penalty * np.maximum(summed.max(1) - agent.config.cost_limit, 0)
+                - rewards.numpy().mean((1, 2)))  # fmt: skip
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert agent.act(np.array([[-1.0, 0.0, 0.0]], np.float32), explore=False).shape == (1, 1)

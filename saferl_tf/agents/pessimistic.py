@@ -42,7 +42,7 @@ from saferl_tf.config import AgentConfig
 from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble
 from saferl_tf.planning.cem import CEMConfig, cem_minimize, shift_plan
-from saferl_tf.planning.minmax import MinMaxConfig, minmax_cem
+from saferl_tf.planning.minmax import MinMaxConfig, MinMaxState, minmax_cem, next_state
 from saferl_tf.planning.objectives import BARRIERS, TrajectoryModel, barrier
 
 
@@ -72,20 +72,26 @@ class PlanningAgent(Agent):
         horizon: int = 20
         samples: int = 500
         elites: int = 50
-        iterations: int = 5
+        iterations: int = 5  # CEM iterations per plan; min-max: per player and round.
         initial_std: float = 5.0
         momentum: float = 0.0
+        # Rewards along this many sampled trajectories (common random numbers),
+        # averaged; 0: along the model's mean trajectory.
+        reward_particles: int = 0
         # Min-max CEM (the hallucinated controls η).
-        outer_iterations: int = 10
-        inner_iterations: int = 1
+        rounds: int = 10
         eta_samples: int = 500
         eta_elites: int = 50
         eta_initial_std: float = 1.0
+        opponent_elites: int = 1  # Each player's samples that the other scores against.
+        carry_std: bool = True  # False: every CEM call restarts at its initial std.
+        warm_start: str = "mean"  # "shift_all": both players' means and elites shifted.
         fixed_eta: float = 1.0  # η of every dimension for pessimistic_fixed.
-        # Size of the epistemic push over episodes.
+        # Size of the epistemic push over episodes k = 1, 2, ...:
+        # alpha_start + (alpha_end - alpha_start) · sigmoid((k - midpoint) / width).
         alpha_start: float = 1.0
         alpha_end: float = 3.0
-        alpha_midpoint: float = 5.0
+        alpha_midpoint: float = 6.0
         alpha_width: float = 1.0
         # The ensemble.
         members: int = 5
@@ -160,9 +166,11 @@ class PlanningAgent(Agent):
         self.cem.check()
         self.minmax = _subset(MinMaxConfig, config, actions=self.cem)
         self.minmax.check()
+        if config.reward_particles < 0:
+            raise ConfigError(f"reward_particles must be >= 0, got {config.reward_particles}")
         self.penalty = config.penalty if config.safety else 0.0
         self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.alpha = tf.Variable(self._alpha_at(0), dtype=tf.float32, trainable=False)
+        self.alpha = tf.Variable(self._alpha_at(1), dtype=tf.float32, trainable=False)
         self.model_fits = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.random = tf.random.Generator.from_seed(self.seed + 7)
         self._refit_due = False
@@ -179,45 +187,70 @@ class PlanningAgent(Agent):
         """Width of one step of the planned sequence (actions, plus any η the planner owns)."""
         return self.action_size
 
-    def objective(self, start, sequences):
-        """J of N sequences [N, H, plan_size] from ``start`` [O] -> [N]."""
-        rewards, _ = self.trajectories.rollout(start, sequences)
-        return -tf.reduce_mean(rewards, axis=1)
+    def objective(self, start, sequences, seed):
+        """J of N sequences [N, H, plan_size] from ``start`` [O] -> [N]; ``seed``
+        [2] draws the reward particles (the same for every call of one plan)."""
+        return -self.mean_rewards(start, sequences, seed)
+
+    def mean_rewards(self, start, actions, seed, eta=None):
+        """Mean reward over the horizon [N] of actions [N, H, A]: along the
+        model's mean trajectory (pushed by ``eta`` [N, H, O] if given), or
+        averaged over ``reward_particles`` sampled ones."""
+        if self.config.reward_particles == 0 or eta is not None:
+            rewards, _ = self.trajectories.rollout(start, actions, eta, self.alpha)
+            return tf.reduce_mean(rewards, axis=1)
+        rewards, _ = self.trajectories.sampled(start, actions, self._particle_noise(seed))
+        return tf.reduce_mean(rewards, axis=[1, 2])
+
+    def _particle_noise(self, seed):
+        shape = [self.config.reward_particles, self.config.horizon, self.observation_size]
+        return tf.random.stateless_normal(shape, seed)
 
     def constraint_term(self, costs):
-        """λ · barrier(Σₜ cost − d) of costs [N, H] -> [N]."""
-        excess = tf.reduce_sum(costs, axis=1) - self.config.cost_limit
-        return self.penalty * barrier(excess, self.config.barrier)
+        """λ · barrier(Σₜ cost − d) of costs [..., H] -> [...]."""
+        return self.barrier_of_sums(tf.reduce_sum(costs, axis=-1))
 
-    def _plan_sequence(self, start, warm, seed):
-        """The sequence [H, plan_size] to follow and the next warm start."""
+    def barrier_of_sums(self, summed_costs):
+        """λ · barrier(C − d) of summed costs C [...]."""
+        return self.penalty * barrier(summed_costs - self.config.cost_limit, self.config.barrier)
+
+    def initial_plan_state(self) -> tuple[np.ndarray, ...]:
+        """The planner's state at the start of an episode (zeros)."""
+        return (np.zeros((self.config.horizon, self.plan_size), np.float32),)
+
+    def _plan_sequence(self, start, state, seed):
+        """The sequence [H, plan_size] to follow and the next plan state."""
+        objective_seed, cem_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         result = cem_minimize(
-            lambda sequences: self.objective(start, sequences), warm, self.cem, seed
-        )
-        return result.best, result.mean
+            lambda sequences: self.objective(start, sequences, objective_seed),
+            state[0], self.cem, cem_seed,
+        )  # fmt: skip
+        return result.best, (shift_plan(result.mean),)
 
     # --- Acting ----------------------------------------------------------------
 
     def _alpha_at(self, episode: int) -> float:
+        """α in episode ``episode`` (counted from 1)."""
         config = self.config
         progress = 1.0 / (1.0 + math.exp(-(episode - config.alpha_midpoint) / config.alpha_width))
         return config.alpha_start + (config.alpha_end - config.alpha_start) * progress
 
-    def _plan_step_impl(self, observation, warm, seed):
-        """observation [O], warm [H, plan_size], seed [2] -> first action [A], next warm start."""
+    def _plan_step_impl(self, observation, state, seed):
+        """observation [O], plan state (a tuple), seed [2] -> first action [A], next state."""
         self.trace_count += 1
-        sequence, mean = self._plan_sequence(observation, warm, seed)
-        return sequence[0, : self.action_size], shift_plan(mean)
+        sequence, state = self._plan_sequence(observation, state, seed)
+        return sequence[0, : self.action_size], state
 
-    def plan(self, observation: np.ndarray, warm: np.ndarray | None = None):
-        """One planning call: observation [O] -> action [A] in [-1, 1] and the next warm start."""
-        if warm is None:
-            warm = np.zeros((self.config.horizon, self.plan_size), np.float32)
+    def plan(self, observation: np.ndarray, state: tuple | None = None):
+        """One planning call: observation [O] -> action [A] in [-1, 1] and the
+        next plan state (None: the start of an episode)."""
+        if state is None:
+            state = self.initial_plan_state()
         seed = tf.cast(self.random.make_seeds(1)[:, 0], tf.int32)
-        action, warm = self._plan_step(
-            tf.constant(observation, tf.float32), tf.constant(warm), seed
+        action, state = self._plan_step(
+            tf.constant(observation, tf.float32), tuple(tf.constant(s) for s in state), seed
         )
-        return action.numpy(), warm.numpy()
+        return action.numpy(), tuple(s.numpy() for s in state)
 
     def _act(self, observation, explore, is_first):
         batch = observation.shape[0]
@@ -247,7 +280,7 @@ class PlanningAgent(Agent):
         ended = np.asarray(transition.terminated) | np.asarray(transition.truncated)
         if ended.any():
             self.episodes.assign_add(int(ended.sum()))
-            self.alpha.assign(self._alpha_at(int(self.episodes.numpy())))
+            self.alpha.assign(self._alpha_at(int(self.episodes.numpy()) + 1))
             self._refit_due = True
         if self.num_steps >= self.config.exploration_steps and not self._fitted:
             self._refit_due = True
@@ -278,17 +311,48 @@ class PlanningAgent(Agent):
 class CostPenaltyCEMAgent(PlanningAgent):
     """CEM on the mean model with the cost penalized: λ·b(Σ c − d) − mean r."""
 
-    def objective(self, start, sequences):
+    def objective(self, start, sequences, seed):
+        if self.config.reward_particles:
+            _, costs = self.trajectories.rollout(start, sequences)
+            return self.constraint_term(costs) - self.mean_rewards(start, sequences, seed)
         rewards, costs = self.trajectories.rollout(start, sequences)
         return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
 
 
+@register_agent("pessimistic_trajectory")
+class PessimisticTrajectoryAgent(PlanningAgent):
+    """PesTraj, SafeExploration's baseline: CEM over actions where each plan is
+    rolled out along ``reward_particles`` sampled trajectories for its
+    rewards and as many, sampled independently, for its costs;
+    J = λ·b(maxₚ Σₜ cₜᵖ − d) − meanₚ meanₜ rₜᵖ (the worst particle's cost)."""
+
+    @dataclasses.dataclass
+    class Config(PlanningAgent.Config):
+        reward_particles: int = 10
+
+    def __init__(self, observation_space, action_space, config=None, **kwargs):
+        super().__init__(observation_space, action_space, config, **kwargs)
+        if self.config.reward_particles < 1:
+            raise ConfigError("pessimistic_trajectory needs reward_particles >= 1")
+
+    def objective(self, start, sequences, seed):
+        reward_seed, cost_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        rewards, _ = self.trajectories.sampled(start, sequences, self._particle_noise(reward_seed))
+        _, costs = self.trajectories.sampled(start, sequences, self._particle_noise(cost_seed))
+        worst = tf.reduce_max(tf.reduce_sum(costs, axis=2), axis=1)  # [N]
+        return self.barrier_of_sums(worst) - tf.reduce_mean(rewards, axis=[1, 2])
+
+
 @register_agent("pessimistic_fixed")
 class FixedEtaAgent(PlanningAgent):
-    """Costs along the trajectory pushed by a fixed η; rewards on the mean model."""
+    """Costs along the trajectory pushed by a fixed η; rewards on the mean model
+    (or averaged over ``reward_particles`` sampled trajectories)."""
 
-    def objective(self, start, sequences):
+    def objective(self, start, sequences, seed):
         eta = tf.fill([1, *sequences.shape[1:2], self.observation_size], self.config.fixed_eta)
+        if self.config.reward_particles:
+            _, costs = self.trajectories.rollout(start, sequences, eta, self.alpha)
+            return self.constraint_term(costs) - self.mean_rewards(start, sequences, seed)
         rewards, costs = self.trajectories.reward_and_cost(
             start, sequences, None, sequences, eta, self.alpha
         )
@@ -298,27 +362,41 @@ class FixedEtaAgent(PlanningAgent):
 @register_agent("pessimistic")
 class PessimisticAgent(PlanningAgent):
     """Min-max CEM: actions minimize, hallucinated controls η maximize
-    J = λ·b(Σ c(pessimistic trajectory) − d) − mean r(mean trajectory)."""
+    J = λ·b(Σ c(pessimistic trajectory) − d) − mean r(mean or sampled
+    trajectories). The defaults are the reduced planner (one CEM iteration
+    per player and round, std carried across rounds, one opponent sample);
+    the ``seed`` preset is SafeExploration's (README)."""
 
-    def minmax_objective(self, start, sequences, eta):
-        """J of N (sequence, η) pairs: sequences [N, H, plan_size], eta [N, H, O]
-        -> [N] (either N may be 1 and broadcasts)."""
+    @dataclasses.dataclass
+    class Config(PlanningAgent.Config):
+        iterations: int = 1
+
+    def reward_term(self, start, sequences, seed):
+        """Mean rewards [N] of sequences [N, H, plan_size]."""
+        return self.mean_rewards(start, sequences[..., : self.action_size], seed)
+
+    def minmax_objective(self, start, sequences, eta, seed):
+        """J of every (sequence, η) pair: sequences [N, H, plan_size], eta
+        [M, H, O] -> [N, M]. The rewards do not depend on the adversary's η,
+        so they are rolled out once per sequence."""
         actions = sequences[..., : self.action_size]
-        rewards, costs = self.trajectories.reward_and_cost(
-            start, actions, None, actions, eta, self.alpha
-        )
-        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+        costs = self.trajectories.pair_costs(start, actions, eta, self.alpha)
+        return self.barrier_of_sums(costs) - self.reward_term(start, sequences, seed)[:, None]
 
-    def _plan_sequence(self, start, warm, seed):
-        eta = tf.zeros([self.config.horizon, self.observation_size])
+    def initial_plan_state(self) -> tuple[np.ndarray, ...]:
+        state = MinMaxState.initial(self.config.horizon, self.plan_size, self.observation_size,
+                                    self.minmax)  # fmt: skip
+        return tuple(np.asarray(part) for part in state)
+
+    def _plan_sequence(self, start, state, seed):
+        objective_seed, minmax_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         result = minmax_cem(
-            lambda sequences, etas: self.minmax_objective(start, sequences, etas),
-            warm,
-            eta,
+            lambda sequences, etas: self.minmax_objective(start, sequences, etas, objective_seed),
+            MinMaxState(*state),
             self.minmax,
-            seed,
+            minmax_seed,
         )
-        return result.actions, result.action_mean
+        return result.actions, tuple(next_state(result.state, self.minmax))
 
 
 @register_agent("optimistic_pessimistic")
@@ -331,9 +409,6 @@ class OptimisticPessimisticAgent(PessimisticAgent):
     def plan_size(self) -> int:
         return self.action_size + self.observation_size
 
-    def minmax_objective(self, start, sequences, eta):
+    def reward_term(self, start, sequences, seed):
         actions, reward_eta = tf.split(sequences, [self.action_size, self.observation_size], -1)
-        rewards, costs = self.trajectories.reward_and_cost(
-            start, actions, reward_eta, actions, eta, self.alpha
-        )
-        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+        return self.mean_rewards(start, actions, seed, eta=reward_eta)

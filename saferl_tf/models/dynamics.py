@@ -113,17 +113,22 @@ class DynamicsEnsemble:
         outputs = self.ensemble.propagate(self.inputs(observation, action), mode, seed, sample)
         return self.split(observation, outputs)
 
-    def expected_step(self, observation, action):
+    def expected_step(self, observation, action, total: bool = False):
         """The elites' mean prediction and the epistemic std of the next observation.
 
         Returns:
           A ``StepPrediction`` of means (next observation [P, O], learned
           extras [P]) and the epistemic std [P, O] of the next observation
-          (the spread of the members' means, times the calibrated scale).
+          (the spread of the members' means, times the calibrated scale);
+          with ``total``, the std of the moment-matched Gaussian instead:
+          sqrt(epistemic variance + the members' mean aleatoric variance).
         """
         moments = self.ensemble.moments(self.inputs(observation, action))
         size = self.observation_size
-        return self.split(observation, moments.mean), tf.sqrt(moments.epistemic_variance[:, :size])
+        variance = moments.epistemic_variance[:, :size]
+        if total:
+            variance += moments.aleatoric_variance[:, :size]
+        return self.split(observation, moments.mean), tf.sqrt(variance)
 
     def fit(
         self,

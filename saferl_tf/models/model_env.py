@@ -18,7 +18,10 @@ Three uses share it:
 - hallucinated rollouts (the pessimistic planner): ``rollout_actions`` with
   ``push`` [P, H, O], which follows the elites' mean plus push times the
   epistemic std at each step (``planning.objectives.TrajectoryModel`` adapts
-  the planners' broadcasting to it).
+  the planners' broadcasting to it). With ``push_std="total"`` the push
+  scales the std of the moment-matched Gaussian instead, so a standard normal
+  push samples it (SafeExploration's ``DIST`` propagation, with the noise
+  chosen by the caller: common random numbers across candidate plans).
 
 Call sequence::
 
@@ -78,6 +81,8 @@ class ModelEnv:
       measure_disagreement: compute every member's prediction at each step
         and their mean pairwise KL (``Rollout.disagreement``); the next
         observation is then taken from the same predictions.
+      push_std: what a ``push`` scales: 'epistemic' (the spread of the
+        members' means) or 'total' (with their aleatoric variance added).
       jit: compile ``compiled_rollout_actions`` with XLA.
     """
 
@@ -88,13 +93,17 @@ class ModelEnv:
         propagation: str = "fixed",
         sample: bool = True,
         measure_disagreement: bool = False,
+        push_std: str = "epistemic",
         jit: bool = True,
     ):
         if propagation not in PROPAGATION_MODES:
             raise ConfigError(
                 f"unknown propagation {propagation!r}; accepted: {', '.join(PROPAGATION_MODES)}"
             )
+        if push_std not in ("epistemic", "total"):
+            raise ConfigError(f"unknown push_std {push_std!r}; accepted: epistemic, total")
         require_signals(dynamics, task, "the model environment")
+        self.push_std = push_std
         self.dynamics = dynamics
         self.task = task
         self.propagation = propagation
@@ -106,8 +115,9 @@ class ModelEnv:
         """The model's step -> (StepPrediction, disagreement [P])."""
         particles = tf.shape(observation)[0]
         if push is not None:  # Hallucinated: the elites' mean, pushed along the epistemic std.
-            prediction, epistemic_std = self.dynamics.expected_step(observation, action)
-            following = prediction.next_observation + push * epistemic_std
+            total = self.push_std == "total"
+            prediction, std = self.dynamics.expected_step(observation, action, total=total)
+            following = prediction.next_observation + push * std
             return prediction.with_next_observation(following), tf.zeros([particles])
         if not self.measure_disagreement:
             prediction = self.dynamics.step(observation, action, self.propagation, seed,

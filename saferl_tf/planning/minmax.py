@@ -1,22 +1,34 @@
 """Min-max CEM: alternating CEM over actions (minimizing) and hallucinated
 controls η (maximizing).
 
-For an objective J(actions [N, H, A], eta [N, H, S]) -> [N], ``minmax_cem``
-approximates min over actions of max over η ∈ [eta_low, eta_high]^{H×S}.
-Each of ``outer_iterations`` rounds runs
+For an objective J(actions [N, H, A], eta [M, H, S]) -> [N, M] (every pair),
+``minmax_cem`` approximates min over actions of max over η ∈ [eta_low,
+eta_high]^{H×S}. Each player is represented to the other by its
+``opponent_elites`` best samples (its *fixed elites*) and scores a candidate
+by the average of J over them. Each of ``rounds`` rounds runs
 
-1. a maximizing CEM over η (``inner_iterations`` CEM iterations) against the
-   current elite action sequence, whose best η becomes the elite η, then
-2. a minimizing CEM over actions against the current elite η, whose best
-   sequence becomes the elite action sequence.
+1. a maximizing CEM over η (``iterations`` CEM iterations) against the
+   actions' fixed elites, then
+2. a minimizing CEM over actions (``iterations``) against the η's new
+   fixed elites.
 
-Both sampling distributions carry over between rounds. The objective must
-broadcast a leading axis of size 1: the adversary's step calls it with the
-elite actions [1, H, A] and N η's, the agent's step with N action sequences
-and the elite η [1, H, S]. Pure TensorFlow with static shapes::
+One CEM call keeps the best elite set it has seen (the iteration whose best
+sample is the best so far); the player's next mean is that set's mean and
+its fixed elites are the set's best ``opponent_elites``. Its std restarts at
+the initial std in every call (``carry_std`` False, as SafeExploration's
+min-max optimizer) or carries over as that set's std. The sequence to follow
+is the best action sample of the last call. Pure TensorFlow with static
+shapes::
 
-    result = minmax_cem(objective, action_mean [H, A], eta_mean [H, S], config, seed [2])
-    result.actions  # [H, A], the elite action sequence; result.eta: [H, S]
+    state = MinMaxState.initial(horizon, action_size, eta_size, config)
+    result = minmax_cem(objective, state, config, seed [2])
+    result.actions   # [H, A], the best action sequence; result.eta: [H, S]
+    state = next_state(result.state, config)   # the next control step's warm start
+
+``next_state`` shifts both players' means and fixed elites by one step
+(``warm_start="shift_all"``: the last step repeated, SafeExploration's
+intent) or keeps only the action mean, zero-filled, and starts η and both
+elite sets afresh from the means (``warm_start="mean"``).
 """
 
 from __future__ import annotations
@@ -28,125 +40,178 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from saferl_tf.errors import ConfigError
-from saferl_tf.planning.cem import CEMConfig, elite_update, sample_sequences
+from saferl_tf.planning.cem import CEMConfig, sample_sequences
+
+WARM_STARTS = ("mean", "shift_all")
 
 
 @dataclasses.dataclass
 class MinMaxConfig:
-    """Settings of both players. Actions use ``actions``'s CEM settings (its
-    ``iterations`` are ignored: ``inner_iterations`` applies to both)."""
+    """Settings of both players. ``actions`` holds the action player's CEM
+    settings; its ``iterations`` are each player's CEM iterations per round."""
 
     actions: CEMConfig = dataclasses.field(default_factory=CEMConfig)
-    outer_iterations: int = 10
-    inner_iterations: int = 1
+    rounds: int = 10
     eta_samples: int = 500
     eta_elites: int = 50
     eta_initial_std: float = 1.0
     eta_low: float = -1.0
     eta_high: float = 1.0
+    opponent_elites: int = 1  # Fixed elites each player shows the other.
+    carry_std: bool = True  # False: every CEM call restarts at its initial std.
+    warm_start: str = "mean"
 
     def check(self) -> None:
         self.actions.check()
-        if min(self.outer_iterations, self.inner_iterations, self.eta_samples, self.eta_elites) < 1:
-            raise ConfigError("min-max CEM needs iterations, eta_samples and eta_elites >= 1")
+        if min(self.rounds, self.eta_samples, self.eta_elites, self.opponent_elites) < 1:
+            raise ConfigError(
+                "min-max CEM needs rounds, eta_samples, eta_elites and opponent_elites >= 1"
+            )
         if self.eta_elites > self.eta_samples:
             raise ConfigError(
                 f"eta_elites ({self.eta_elites}) cannot exceed eta_samples ({self.eta_samples})"
             )
+        if self.opponent_elites > min(self.actions.elites, self.eta_elites):
+            raise ConfigError(
+                f"opponent_elites ({self.opponent_elites}) cannot exceed either player's elites "
+                f"({self.actions.elites} and {self.eta_elites})"
+            )
+        if self.warm_start not in WARM_STARTS:
+            raise ConfigError(
+                f"unknown warm_start {self.warm_start!r}; accepted: {', '.join(WARM_STARTS)}"
+            )
+
+
+class MinMaxState(NamedTuple):
+    """Where a min-max search starts: both players' means and fixed elites."""
+
+    action_mean: tf.Tensor  # [H, A]
+    eta_mean: tf.Tensor  # [H, S]
+    action_elites: tf.Tensor  # [K, H, A]
+    eta_elites: tf.Tensor  # [K, H, S]
+
+    @staticmethod
+    def initial(horizon: int, action_size: int, eta_size: int, config: MinMaxConfig):
+        """Zeros: the start of an episode."""
+        k = config.opponent_elites
+        return MinMaxState(
+            tf.zeros([horizon, action_size]),
+            tf.zeros([horizon, eta_size]),
+            tf.zeros([k, horizon, action_size]),
+            tf.zeros([k, horizon, eta_size]),
+        )
 
 
 class MinMaxResult(NamedTuple):
-    actions: tf.Tensor  # [H, A] elite action sequence
-    eta: tf.Tensor  # [H, S] elite hallucinated controls
-    value: tf.Tensor  # [] J(actions, eta)
-    action_mean: tf.Tensor  # [H, A] the action distribution's mean (warm start)
-    eta_mean: tf.Tensor  # [H, S]
+    actions: tf.Tensor  # [H, A] the best action sequence of the last round
+    eta: tf.Tensor  # [H, S] the η player's best sequence of the last round
+    value: tf.Tensor  # [] that action sequence's score against the η's fixed elites
+    state: MinMaxState  # the players' means and fixed elites at the end
+
+
+def _shift(sequences: tf.Tensor, axis: int, repeat_last: bool) -> tf.Tensor:
+    """Drops the first step along ``axis``; appends the last step again or zeros."""
+    rest = tf.gather(sequences, tf.range(1, sequences.shape[axis]), axis=axis)
+    last = tf.gather(sequences, [sequences.shape[axis] - 1], axis=axis)
+    tail = last if repeat_last else tf.zeros_like(last)
+    return tf.concat([rest, tail], axis=axis)
+
+
+def next_state(state: MinMaxState, config: MinMaxConfig) -> MinMaxState:
+    """The next control step's start (see the module docstring)."""
+    if config.warm_start == "shift_all":
+        return MinMaxState(
+            _shift(state.action_mean, 0, True),
+            _shift(state.eta_mean, 0, True),
+            _shift(state.action_elites, 1, True),
+            _shift(state.eta_elites, 1, True),
+        )
+    action_mean = _shift(state.action_mean, 0, False)
+    eta_mean = tf.zeros_like(state.eta_mean)
+    return MinMaxState(
+        action_mean,
+        eta_mean,
+        tf.broadcast_to(action_mean, state.action_elites.shape),
+        tf.broadcast_to(eta_mean, state.eta_elites.shape),
+    )
+
+
+def _cem_call(score, mean, std, samples: int, elites: int, iterations: int, low, high,
+              momentum: float, seed):  # fmt: skip
+    """One player's CEM call minimizing ``score(samples [N, ...]) -> [N]``.
+
+    Returns the best elite set seen (sorted best first) [elites, ...], its
+    mean and std, and the set's best score."""
+    seeds = tf.random.experimental.stateless_split(seed, iterations)
+    shape = [elites, *mean.shape]
+
+    def body(i, mean, std, best_set, best_value):
+        candidates = sample_sequences(mean, std, samples, low, high, seeds[i])
+        values = score(candidates)
+        _, index = tf.math.top_k(-values, k=elites)
+        chosen = tf.gather(candidates, index)
+        mean = momentum * mean + (1.0 - momentum) * tf.reduce_mean(chosen, 0)
+        std = momentum * std + (1.0 - momentum) * tf.math.reduce_std(chosen, 0)
+        value = tf.gather(values, index[0])
+        better = value <= best_value  # A tie goes to the newer set, as the seed's CEM.
+        return (i + 1, mean, std, tf.where(better, chosen, best_set),
+                tf.where(better, value, best_value))  # fmt: skip
+
+    start = [tf.constant(0), mean, std, tf.zeros(shape), tf.constant(float("inf"))]
+    _, _, _, best_set, best_value = tf.while_loop(lambda i, *_: i < iterations, body, start)
+    return best_set, tf.reduce_mean(best_set, 0), tf.math.reduce_std(best_set, 0), best_value
 
 
 def minmax_cem(
     objective: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
-    action_mean: tf.Tensor,
-    eta_mean: tf.Tensor,
+    state: MinMaxState,
     config: MinMaxConfig,
     seed: tf.Tensor,
 ) -> MinMaxResult:
-    """See the module docstring. action_mean [H, A], eta_mean [H, S], seed [2] int32."""
+    """See the module docstring. ``objective(actions [N, H, A], eta [M, H, S])
+    -> [N, M]``; seed [2] int32."""
     act = config.actions
-    action_mean = tf.convert_to_tensor(action_mean, tf.float32)
-    eta_mean = tf.convert_to_tensor(eta_mean, tf.float32)
-    action_std = tf.fill(tf.shape(action_mean), tf.constant(act.initial_std, tf.float32))
-    eta_std = tf.fill(tf.shape(eta_mean), tf.constant(config.eta_initial_std, tf.float32))
-    seeds = tf.random.experimental.stateless_split(
-        tf.cast(seed, tf.int32), 2 * config.outer_iterations * config.inner_iterations
-    )
-    inner = config.inner_iterations
+    k = config.opponent_elites
+    action_mean = tf.convert_to_tensor(state.action_mean, tf.float32)
+    eta_mean = tf.convert_to_tensor(state.eta_mean, tf.float32)
+    action_std0 = tf.fill(tf.shape(action_mean), tf.constant(act.initial_std, tf.float32))
+    eta_std0 = tf.fill(tf.shape(eta_mean), tf.constant(config.eta_initial_std, tf.float32))
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 2 * config.rounds)
 
-    def adversary(round_, eta_mean, eta_std, elite_actions):
-        """Maximize J over η against the elite actions: the best η seen."""
+    def round_body(r, action_mean, action_std, eta_mean, eta_std, action_elites, eta_elites,
+                   best_actions, best_eta, value):  # fmt: skip
+        # The η player maximizes the average J over the actions' fixed elites.
+        eta_set, eta_mean, eta_std_new, _ = _cem_call(
+            lambda etas: -tf.reduce_mean(objective(action_elites, etas), axis=0),
+            eta_mean, eta_std if config.carry_std else eta_std0, config.eta_samples,
+            config.eta_elites, act.iterations, config.eta_low, config.eta_high, 0.0,
+            seeds[2 * r],
+        )  # fmt: skip
+        eta_elites = eta_set[:k]
+        # The action player minimizes the average J over the η's fixed elites.
+        action_set, action_mean, action_std_new, value = _cem_call(
+            lambda actions: tf.reduce_mean(objective(actions, eta_elites), axis=1),
+            action_mean, action_std if config.carry_std else action_std0, act.samples,
+            act.elites, act.iterations, act.low, act.high, act.momentum, seeds[2 * r + 1],
+        )  # fmt: skip
+        return (r + 1, action_mean, action_std_new, eta_mean, eta_std_new, action_set[:k],
+                eta_elites, action_set[0], eta_set[0], value)  # fmt: skip
 
-        def body(i, eta_mean, eta_std, best, best_value):
-            etas = sample_sequences(
-                eta_mean, eta_std, config.eta_samples, config.eta_low, config.eta_high,
-                seeds[2 * round_ * inner + i],
-            )  # fmt: skip
-            values = objective(elite_actions[None], etas)
-            eta_mean, eta_std, candidate, negative = elite_update(
-                etas, -values, config.eta_elites, eta_mean, eta_std, 0.0
-            )
-            better = -negative > best_value
-            best = tf.where(better, candidate, best)
-            return i + 1, eta_mean, eta_std, best, tf.where(better, -negative, best_value)
-
-        start = [tf.constant(0), eta_mean, eta_std, eta_mean, tf.constant(-float("inf"))]
-        return tf.while_loop(lambda i, *_: i < inner, body, start)[1:]
-
-    def player(round_, action_mean, action_std, elite_eta):
-        """Minimize J over actions against the elite η: the best sequence seen."""
-
-        def body(i, action_mean, action_std, best, best_value):
-            actions = sample_sequences(
-                action_mean, action_std, act.samples, act.low, act.high,
-                seeds[(2 * round_ + 1) * inner + i],
-            )  # fmt: skip
-            values = objective(actions, elite_eta[None])
-            action_mean, action_std, candidate, value = elite_update(
-                actions, values, act.elites, action_mean, action_std, act.momentum
-            )
-            better = value < best_value
-            best = tf.where(better, candidate, best)
-            return i + 1, action_mean, action_std, best, tf.where(better, value, best_value)
-
-        start = [tf.constant(0), action_mean, action_std, action_mean, tf.constant(float("inf"))]
-        return tf.while_loop(lambda i, *_: i < inner, body, start)[1:]
-
-    def round_body(round_, action_mean, action_std, eta_mean, eta_std, elite_actions, _, __):
-        eta_mean, eta_std, elite_eta, _ = adversary(round_, eta_mean, eta_std, elite_actions)
-        action_mean, action_std, elite_actions, value = player(
-            round_, action_mean, action_std, elite_eta
-        )
-        return (
-            round_ + 1,
-            action_mean,
-            action_std,
-            eta_mean,
-            eta_std,
-            elite_actions,
-            elite_eta,
-            value,
-        )
-
-    _, action_mean, _, eta_mean, _, elite_actions, elite_eta, value = tf.while_loop(
-        lambda round_, *_: round_ < config.outer_iterations,
-        round_body,
-        [
-            tf.constant(0),
-            action_mean,
-            action_std,
-            eta_mean,
-            eta_std,
-            tf.clip_by_value(action_mean, act.low, act.high),
-            tf.clip_by_value(eta_mean, config.eta_low, config.eta_high),
-            tf.constant(0.0),
-        ],
-    )
-    return MinMaxResult(elite_actions, elite_eta, value, action_mean, eta_mean)
+    start = [
+        tf.constant(0),
+        action_mean,
+        action_std0,
+        eta_mean,
+        eta_std0,
+        tf.clip_by_value(tf.convert_to_tensor(state.action_elites, tf.float32), act.low, act.high),
+        tf.clip_by_value(
+            tf.convert_to_tensor(state.eta_elites, tf.float32), config.eta_low, config.eta_high
+        ),  # fmt: skip
+        tf.zeros_like(action_mean),
+        tf.zeros_like(eta_mean),
+        tf.constant(0.0),
+    ]
+    out = tf.while_loop(lambda r, *_: r < config.rounds, round_body, start)
+    _, action_mean, _, eta_mean, _, action_elites, eta_elites, best_actions, best_eta, value = out
+    return MinMaxResult(best_actions, best_eta, value,
+                        MinMaxState(action_mean, eta_mean, action_elites, eta_elites))  # fmt: skip

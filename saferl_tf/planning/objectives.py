@@ -14,6 +14,11 @@ the results as
 with the costs taken along a pessimistic trajectory and the rewards along the
 model's own (or an optimistic) one. Shapes: start [O], actions [N, H, A],
 eta [N, H, O]; rewards and costs [N, H].
+
+Sampled trajectories (``sampled``) follow the moment-matched Gaussian of the
+ensemble instead, s̃ₜ₊₁ = μ + sqrt(σ²_epistemic + σ²_aleatoric) · zₜ, with
+the standard normal draws z [P, H, O] of P particles shared by every
+candidate plan (common random numbers, as SafeExploration's planners).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class TrajectoryModel:
         self.task = task
         self.model_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
                                   jit=False)  # fmt: skip
+        self.sampling_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
+                                     push_std="total", jit=False)  # fmt: skip
 
     def rollout(self, start, actions, eta=None, alpha=1.0):
         """Rewards and costs [N, H] of N sequences from one start state [O].
@@ -110,3 +117,27 @@ class TrajectoryModel:
             alpha,
         )
         return rewards[:split], costs[split:]
+
+    def pair_costs(self, start, actions, eta, alpha):
+        """Summed costs [N, M] of every (action sequence, η) pair: actions
+        [N, H, A], eta [M, H, O], each pair pushed by alpha · σ_epistemic · η."""
+        count, pairs = actions.shape[0], eta.shape[0]
+        tiled_actions = tf.repeat(actions, pairs, axis=0)  # Pair (i, j) at row i·M + j.
+        tiled_eta = tf.tile(tf.cast(eta, tf.float32), [count, 1, 1])
+        _, costs = self.rollout(start, tiled_actions, tiled_eta, alpha)
+        return tf.reshape(tf.reduce_sum(costs, axis=1), [count, pairs])
+
+    def sampled(self, start, actions, noise):
+        """Rewards and costs [N, P, H] of N sequences [N, H, A] along P sampled
+        trajectories each; noise [P, H, O] standard normal, the same for every
+        sequence."""
+        count, particles = actions.shape[0], noise.shape[0]
+        tiled_actions = tf.repeat(actions, particles, axis=0)  # Row i·P + p.
+        tiled_noise = tf.tile(tf.cast(noise, tf.float32), [count, 1, 1])
+        start = tf.cast(start, tf.float32)
+        observation = tf.broadcast_to(start, [count * particles, start.shape[-1]])
+        no_seed = tf.zeros([2], tf.int32)  # The noise is given: the model draws nothing.
+        rollout = self.sampling_env.rollout_actions(observation, tiled_actions, no_seed,
+                                                    tiled_noise)  # fmt: skip
+        shape = [count, particles, actions.shape[1]]
+        return tf.reshape(rollout.rewards, shape), tf.reshape(rollout.costs, shape)
