@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -257,3 +259,62 @@ def test_min_epochs_holds_off_early_stopping():
                                 patience=1, improvement=0.5, seed=0)  # fmt: skip
     assert ensemble.fit(x, y, max_epochs=60).epochs < 20  # Patience 1 at 50% stops at once.
     assert ensemble.fit(x, y, max_epochs=60, min_epochs=40).epochs >= 40
+
+
+def test_quantile_calibration_reaches_the_requested_coverage_per_dimension():
+    from saferl_tf.models.ensemble import quantile_calibration
+
+    rng = np.random.default_rng(0)
+    spread = np.array([0.5, 2.0, 5.0])  # The true std per output; the model says 1.
+    targets = rng.normal(0.0, spread, (4000, 3))
+    ones, zeros = np.ones_like(targets), np.zeros_like(targets)
+    scales = quantile_calibration(zeros, ones, zeros, targets)
+    np.testing.assert_allclose(scales, spread, atol=0.15)  # The grid's step is 0.101.
+    # Coverage on fresh held-out data from the same Gaussian, at every level.
+    fresh = rng.normal(0.0, spread, (20000, 3))
+    cdf = 0.5 * (1.0 + np.vectorize(math.erf)(fresh / scales / math.sqrt(2.0)))
+    for level in np.linspace(0.05, 1.0, 20):
+        np.testing.assert_allclose(np.mean(cdf <= level, axis=0), level, atol=0.03)
+
+
+def test_quantile_calibration_scales_each_output_of_the_ensemble():
+    from saferl_tf.models.ensemble import quantile_calibration
+
+    ensemble = GaussianEnsemble(2, 3, members=4, hidden_units=8, hidden_layers=1,
+                                calibrate=True, calibration="quantile", seed=1)  # fmt: skip
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(500, 2)).astype(np.float32)
+    targets = (rng.normal(size=(500, 3)) * [0.1, 1.0, 3.0]).astype(np.float32)
+    moments = ensemble.moments(inputs)  # Scale 1 before calibrating.
+    expected = quantile_calibration(moments.mean.numpy(), np.sqrt(moments.epistemic_variance),
+                                    moments.aleatoric_variance.numpy(), targets)  # fmt: skip
+    ensemble.calibrate(inputs, targets)
+    np.testing.assert_allclose(ensemble.epistemic_dimension_scale.numpy(), expected, rtol=1e-6)
+    calibrated = ensemble.moments(inputs).epistemic_variance.numpy()
+    np.testing.assert_allclose(calibrated, moments.epistemic_variance.numpy() * expected**2,
+                               rtol=1e-5)  # fmt: skip
+    with pytest.raises(ConfigError, match="accepted: likelihood, quantile"):
+        GaussianEnsemble(2, 3, calibration="coverage")
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_bootstrap_gives_each_member_its_own_resample(bootstrap):
+    ensemble = GaussianEnsemble(2, 1, members=3, hidden_units=8, hidden_layers=1,
+                                bootstrap=bootstrap, holdout_ratio=0.0, seed=2)  # fmt: skip
+    seen = []
+    original = ensemble._epoch_order
+
+    def record(rows, steps):
+        seen.append(np.sort(rows))
+        return original(rows, steps)
+
+    ensemble._epoch_order = record
+    data = np.random.default_rng(2).normal(size=(60, 2)).astype(np.float32)
+    ensemble.fit(data, data[:, :1], max_epochs=2)
+    first_fit = seen[:3]  # Epoch 1: one row set per member; epoch 2 the same sets.
+    assert all(np.array_equal(a, b) for a, b in zip(seen[3:6], first_fit))
+    if bootstrap:
+        assert all(len(np.unique(rows)) < 60 for rows in first_fit)  # Drawn with replacement.
+        assert not np.array_equal(first_fit[0], first_fit[1])
+    else:
+        assert all(np.array_equal(rows, np.arange(60)) for rows in first_fit)

@@ -79,8 +79,16 @@ def test_without_a_budget_disagreement_is_measured_but_paths_run_on():
         start, lambda o, seed: tf.zeros([3, 1]), 4, tf.constant([0, 0])
     )
     assert rollout.alive.numpy().all()
-    # 'fixed' propagation: particle p follows elite p mod 3, moving i * s per step.
-    np.testing.assert_allclose(rollout.observations.numpy()[:, -1, 1], [0.0, 8.0, 16.0])
+    # 'fixed' propagation (TS-∞): each particle follows one elite i for the whole
+    # rollout, moving i * s per step; the elites are dealt out at random per rollout.
+    final = rollout.observations.numpy()[:, -1, 1]
+    np.testing.assert_allclose(sorted(final), [0.0, 8.0, 16.0])
+    steps = np.arange(5) / 4.0
+    np.testing.assert_allclose(rollout.observations.numpy()[:, :, 1], final[:, None] * steps)
+    finals = {tuple(model_env.rollout_policy(start, lambda o, seed: tf.zeros([3, 1]), 4,
+                                             tf.constant([seed, 0])).observations.numpy()[:, -1, 1])
+              for seed in range(8)}  # fmt: skip
+    assert len(finals) > 1  # A fresh assignment per rollout.
     with pytest.raises(ConfigError, match="measure_disagreement"):
         ModelEnv(_SpreadDynamics(), ZERO_COST).rollout_policy(
             start, lambda o, seed: tf.zeros([3, 1]), 4, tf.constant([0, 0]), uncertainty_budget=1.0

@@ -275,6 +275,7 @@ SEED_PLANNER = dict(
     eta_samples=500, eta_elites=50, eta_initial_std=5.0, opponent_elites=5, carry_std=False,
     warm_start="shift_all", reward_particles=10, alpha_start=1.0, alpha_end=3.0,
     alpha_midpoint=10.0, alpha_width=4.0, penalty=1.0, barrier="relu", cost_limit=0.0,
+    calibrate=True, calibration="quantile", bootstrap=False,  # bsm's BNN: no resampling.
 )  # fmt: skip
 
 

@@ -108,6 +108,8 @@ class PlanningAgent(Agent):
         patience: int = 5
         holdout_ratio: float = 0.1
         calibrate: bool = False
+        calibration: str = "likelihood"  # Or "quantile": per output dimension (the seed's).
+        bootstrap: bool = False  # Members train on resamples of the data (mbrl-lib's).
         known_task: bool = True  # Use the environment's reward/cost functions if it has them.
         # Schedule.
         exploration_steps: int = 100
@@ -156,6 +158,8 @@ class PlanningAgent(Agent):
             max_epochs=config.model_epochs,
             patience=config.patience,
             calibrate=config.calibrate,
+            calibration=config.calibration,
+            bootstrap=config.bootstrap,
             jit=config.jit,
             seed=self.seed,
         )

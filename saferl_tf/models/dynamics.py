@@ -107,10 +107,12 @@ class DynamicsEnsemble:
             extras["terminal"] = tf.cast(extras["terminal"] > 0.5, tf.float32)
         return StepPrediction(tf.cast(observation, tf.float32) + outputs[:, :size], **extras)
 
-    def step(self, observation, action, mode: str, seed, sample: bool = True) -> StepPrediction:
+    def step(self, observation, action, mode: str, seed, sample: bool = True,
+             assignment=None) -> StepPrediction:  # fmt: skip
         """One step of every particle: observation [P, O], action [P, A]; see
-        ``GaussianEnsemble.propagate`` for ``mode`` and ``sample``."""
-        outputs = self.ensemble.propagate(self.inputs(observation, action), mode, seed, sample)
+        ``GaussianEnsemble.propagate`` for ``mode``, ``sample`` and ``assignment``."""
+        outputs = self.ensemble.propagate(self.inputs(observation, action), mode, seed, sample,
+                                          assignment)  # fmt: skip
         return self.split(observation, outputs)
 
     def expected_step(self, observation, action, total: bool = False):

@@ -46,6 +46,7 @@ from saferl_tf.errors import ConfigError
 tfd = tfp.distributions
 
 PROPAGATION_MODES = ("expectation", "random", "fixed")
+CALIBRATIONS = ("likelihood", "quantile")
 OBJECTIVES = ("nll", "mspe")
 _ACTIVATIONS = {"swish": tf.nn.silu, "relu": tf.nn.relu, "elu": tf.nn.elu, "tanh": tf.tanh}
 _VALIDATION_CHUNK = 1024
@@ -192,6 +193,13 @@ class GaussianEnsemble(tf.Module):
         member has improved its validation error by the relative
         ``improvement`` for ``patience`` epochs).
       calibrate: fit the epistemic scale on the held-out split after ``fit``.
+      calibration: how: 'likelihood' (one scale for every output, by the
+        held-out Gaussian likelihood) or 'quantile' (one scale per output
+        dimension, by quantile coverage, as SafeExploration's BNNs:
+        ``quantile_calibration``).
+      bootstrap: each member trains on its own resample (with replacement) of
+        the training split, drawn anew at every fit, as mbrl-lib's ensembles;
+        otherwise every member sees the whole split in its own order.
       jit: compile the train step with XLA.
       seed: initialization and data shuffling.
     """
@@ -218,6 +226,8 @@ class GaussianEnsemble(tf.Module):
         patience: int = 5,
         improvement: float = 0.01,
         calibrate: bool = False,
+        calibration: str = "likelihood",
+        bootstrap: bool = False,
         jit: bool = True,
         seed: int = 0,
         name: str | None = None,
@@ -236,6 +246,10 @@ class GaussianEnsemble(tf.Module):
             raise ConfigError(f"unknown objective {objective!r}; accepted: {', '.join(OBJECTIVES)}")
         if hidden_layers < 1 or hidden_units < 1:
             raise ConfigError("ensemble needs hidden_layers >= 1 and hidden_units >= 1")
+        if calibration not in CALIBRATIONS:
+            raise ConfigError(
+                f"unknown calibration {calibration!r}; accepted: {', '.join(CALIBRATIONS)}"
+            )
         if not 0.0 <= holdout_ratio < 1.0:
             raise ConfigError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
         self.input_size, self.output_size = int(input_size), int(output_size)
@@ -250,6 +264,7 @@ class GaussianEnsemble(tf.Module):
         )
         self.max_epochs, self.patience, self.improvement = max_epochs, patience, improvement
         self.calibrate_after_fit = calibrate
+        self.calibration, self.bootstrap = calibration, bootstrap
         self.rng = np.random.default_rng(seed)
         initializer = tf.random.Generator.from_seed(seed)
         sizes = [self.input_size] + [hidden_units] * hidden_layers
@@ -271,6 +286,9 @@ class GaussianEnsemble(tf.Module):
         self.target_std = tf.Variable(tf.ones([self.output_size]), trainable=False)
         self.elite_indices = tf.Variable(tf.range(self.num_elites), trainable=False)
         self.epistemic_scale = tf.Variable(1.0, trainable=False)
+        if calibration == "quantile":  # Made only here: older checkpoints lack it.
+            self.epistemic_dimension_scale = tf.Variable(tf.ones([self.output_size]),
+                                                         trainable=False)  # fmt: skip
         self.fitted = tf.Variable(False, trainable=False)
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(self.trainable_parameters)
@@ -371,19 +389,30 @@ class GaussianEnsemble(tf.Module):
         epistemic = tf.reduce_mean(tf.square(mean - ensemble_mean), axis=0)
         return Moments(
             ensemble_mean,
-            tf.square(self.epistemic_scale) * epistemic,
+            tf.square(self._epistemic_scales()) * epistemic,
             tf.reduce_mean(variance, axis=0),
         )
 
+    def _epistemic_scales(self):
+        """The calibrated scale: [] or [O] per output dimension."""
+        if self.calibration == "quantile":
+            return self.epistemic_scale * self.epistemic_dimension_scale
+        return self.epistemic_scale
+
     def propagate(
-        self, inputs: tf.Tensor, mode: str, seed: tf.Tensor, sample: bool = True
-    ) -> tf.Tensor:
+        self, inputs: tf.Tensor, mode: str, seed: tf.Tensor, sample: bool = True,
+        assignment: tf.Tensor | None = None,
+    ) -> tf.Tensor:  # fmt: skip
         """One prediction per particle: inputs [P, I] -> outputs [P, O].
 
         Args:
           mode: 'expectation' (mean of the elites' means, no noise),
-            'random' (a random elite per particle and call) or 'fixed' (elite
-            p mod K for particle p, the same at every call).
+            'random' (a random elite per particle and call) or 'fixed' (the
+            same elite for a particle at every call: elite j mod K for the
+            particle at position j of ``assignment``, a permutation of
+            [P rounded up to a multiple of K]; ``particle_assignment`` draws
+            one, which ``ModelEnv`` does per rollout as mbrl-lib's TS-∞;
+            None: the identity).
           seed: [2] int32 stateless seed.
           sample: add the chosen member's Gaussian noise ('random'/'fixed').
         """
@@ -402,7 +431,10 @@ class GaussianEnsemble(tf.Module):
         inputs = tf.pad(tf.cast(inputs, tf.float32), [[0, padded - particles], [0, 0]])
         order = None
         if mode == "random":
-            order = tf.argsort(tf.random.stateless_uniform([padded], assign_seed))
+            order = particle_assignment(particles, elites, assign_seed)
+        elif assignment is not None:
+            order = assignment
+        if order is not None:
             inputs = tf.gather(inputs, order)
         grouped = tf.transpose(tf.reshape(inputs, [-1, elites, self.input_size]), [1, 0, 2])
         mean, variance = self.member_moments(grouped)  # [K, padded / K, O]
@@ -561,11 +593,13 @@ class GaussianEnsemble(tf.Module):
         best_mse = score(held_x, held_y) if holdout else np.zeros(self.members)
         steps_per_epoch = max(1, -(-len(train_x) // self.batch_size))
         stale, steps, epochs, loss = 0, 0, 0, float("nan")
+        rows = [np.arange(len(train_x))] * self.members
+        if self.bootstrap:  # Each member's resample, with replacement, for this fit.
+            rows = [self.rng.integers(0, len(train_x), len(train_x)) for _ in range(self.members)]
         for epoch in range(1, max_epochs + 1):
             epochs = epoch
-            order = np.stack(
-                [self._epoch_order(len(train_x), steps_per_epoch) for _ in range(self.members)]
-            )
+            order = np.stack([self._epoch_order(member_rows, steps_per_epoch)
+                              for member_rows in rows])  # fmt: skip
             losses = []
             for step in range(steps_per_epoch):
                 index = order[:, step * self.batch_size : (step + 1) * self.batch_size]
@@ -594,7 +628,8 @@ class GaussianEnsemble(tf.Module):
         self.fitted.assign(True)
         if self.calibrate_after_fit and holdout:
             self.calibrate(held_x, held_y)
-        return FitReport(epochs, loss, best_mse, elites, float(self.epistemic_scale.numpy()))
+        scale = float(np.mean(self._epistemic_scales().numpy()))
+        return FitReport(epochs, loss, best_mse, elites, scale)
 
     def _custom_steps(self, loss: MemberLoss) -> _CustomSteps:
         """The compiled train and validation steps of ``loss`` (made once per loss)."""
@@ -615,12 +650,12 @@ class GaussianEnsemble(tf.Module):
             total += steps.validate(*chunk).numpy() * len(chunk[0][0])
         return total / max(len(inputs), 1)
 
-    def _epoch_order(self, count: int, steps: int) -> np.ndarray:
-        """A permutation of [count] topped up with random indices to steps * batch."""
-        order = self.rng.permutation(count)
-        missing = steps * self.batch_size - count
+    def _epoch_order(self, rows: np.ndarray, steps: int) -> np.ndarray:
+        """``rows`` shuffled, topped up with random ones of them to steps * batch."""
+        order = self.rng.permutation(rows)
+        missing = steps * self.batch_size - len(rows)
         if missing > 0:
-            order = np.concatenate([order, self.rng.integers(0, count, missing)])
+            order = np.concatenate([order, rows[self.rng.integers(0, len(rows), missing)]])
         return order
 
     def _keep_best(self, better: np.ndarray) -> None:
@@ -636,14 +671,25 @@ class GaussianEnsemble(tf.Module):
     # ---------------------------------------------------------------- calibration
 
     def calibrate(self, inputs: np.ndarray, targets: np.ndarray) -> float:
-        """Fits the epistemic scale s by the held-out Gaussian likelihood.
+        """Fits the epistemic scale on held-out data; returns it (its mean over
+        the output dimensions for 'quantile').
 
-        The predictive distribution is N(mean, s² · epistemic + aleatoric); s
-        is chosen on a log grid between 0.01 and 100 (deterministic members:
-        the closed form s² = mean(residual² / epistemic)). Returns s.
+        'likelihood': the predictive distribution is N(mean, s² · epistemic +
+        aleatoric); s is chosen on a log grid between 0.01 and 100
+        (deterministic members: the closed form s² = mean(residual² / epistemic)).
+        'quantile': ``quantile_calibration`` per output dimension.
         """
         inputs, targets = _as_float32(inputs), _as_float32(targets)
         self.epistemic_scale.assign(1.0)
+        if self.calibration == "quantile":
+            self.epistemic_dimension_scale.assign(tf.ones([self.output_size]))
+            moments = self.moments(inputs)
+            scales = quantile_calibration(
+                moments.mean.numpy(), np.sqrt(moments.epistemic_variance.numpy()),
+                moments.aleatoric_variance.numpy(), targets,
+            )  # fmt: skip
+            self.epistemic_dimension_scale.assign(scales.astype(np.float32))
+            return float(scales.mean())
         moments = self.moments(inputs)
         residual = np.square(targets - moments.mean.numpy()).astype(np.float64)
         epistemic = np.maximum(moments.epistemic_variance.numpy().astype(np.float64), 1e-12)
@@ -662,6 +708,42 @@ class GaussianEnsemble(tf.Module):
             scale = float(grid[int(np.argmin(nll))])
         self.epistemic_scale.assign(scale)
         return scale
+
+
+def particle_assignment(particles: int, elites: int, seed: tf.Tensor) -> tf.Tensor:
+    """A random permutation of [P rounded up to a multiple of K elites]: which
+    member serves which particle in ``GaussianEnsemble.propagate`` (the
+    particle at position j: elite j mod K)."""
+    padded = -(-particles // elites) * elites
+    return tf.argsort(tf.random.stateless_uniform([padded], seed))
+
+
+def quantile_calibration(mean, epistemic_std, aleatoric_variance, targets, levels: int = 20,
+                         candidates: int = 100, largest: float = 10.0) -> np.ndarray:  # fmt: skip
+    """Per-output scales of the epistemic std by quantile coverage
+    (SafeExploration's BNN calibration, Kuleshov et al. 2018).
+
+    For each output dimension and each candidate scale s (``candidates`` − 1
+    values from ``largest`` down to ``largest / (candidates − 1)``), the
+    predictive N(mean, (s · epistemic_std)² + aleatoric) gives each target its
+    CDF value; the coverage at level p is the fraction of targets with CDF ≤ p,
+    for p = 1/levels, 2/levels, ..., 1. The scale with the least mean squared
+    gap between coverage and level wins (the largest on ties). All arrays
+    [N, O]; returns [O].
+    """
+    mean, epistemic_std, aleatoric_variance, targets = (
+        np.asarray(a, np.float64) for a in (mean, epistemic_std, aleatoric_variance, targets)
+    )
+    grid = np.flip(np.linspace(0.0, largest, candidates)[1:])  # Largest first: ties go to it.
+    ps = np.linspace(0.0, 1.0, levels + 1)[1:]
+    errors = np.empty((len(grid), targets.shape[1]))
+    for index, scale in enumerate(grid):
+        std = np.sqrt(np.square(epistemic_std * scale) + aleatoric_variance)
+        z = (targets - mean) / np.maximum(std, 1e-12)
+        cdf = 0.5 * tf.math.erfc(-z / math.sqrt(2.0)).numpy()  # [N, O]
+        coverage = np.mean(cdf[None] <= ps[:, None, None], axis=1)  # [levels, O]
+        errors[index] = np.mean(np.square(ps[:, None] - coverage), axis=0)
+    return grid[np.argmin(errors, axis=0)]
 
 
 def _as_float32(array) -> np.ndarray:

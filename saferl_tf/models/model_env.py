@@ -45,7 +45,7 @@ import tensorflow as tf
 from saferl_tf.envs.registry import TaskFunctions
 from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble, require_signals, step_signals
-from saferl_tf.models.ensemble import PROPAGATION_MODES, pairwise_kl
+from saferl_tf.models.ensemble import PROPAGATION_MODES, pairwise_kl, particle_assignment
 
 
 class Rollout(NamedTuple):
@@ -75,7 +75,9 @@ class ModelEnv:
       dynamics: the learned model.
       task: known reward/cost/termination functions; a function that is
         None there must be learned by ``dynamics``.
-      propagation: 'fixed' (TS-∞), 'random' (TS-1) or 'expectation'.
+      propagation: 'fixed' (TS-∞: each particle keeps one elite, drawn at
+        random per rollout), 'random' (TS-1: a random elite per step) or
+        'expectation' (the elites' mean).
       sample: add the chosen member's aleatoric noise at every step (False:
         its mean, as CMBPO's published code runs).
       measure_disagreement: compute every member's prediction at each step
@@ -111,7 +113,7 @@ class ModelEnv:
         self.measure_disagreement = measure_disagreement
         self.compiled_rollout_actions = tf.function(self.rollout_actions, jit_compile=jit)
 
-    def _predict(self, observation, action, seed, push=None):
+    def _predict(self, observation, action, seed, push=None, assignment=None):
         """The model's step -> (StepPrediction, disagreement [P])."""
         particles = tf.shape(observation)[0]
         if push is not None:  # Hallucinated: the elites' mean, pushed along the epistemic std.
@@ -121,11 +123,11 @@ class ModelEnv:
             return prediction.with_next_observation(following), tf.zeros([particles])
         if not self.measure_disagreement:
             prediction = self.dynamics.step(observation, action, self.propagation, seed,
-                                            self.sample)  # fmt: skip
+                                            self.sample, assignment)  # fmt: skip
             return prediction, tf.zeros([particles])
-        return self._predict_with_disagreement(observation, action, seed)
+        return self._predict_with_disagreement(observation, action, seed, assignment)
 
-    def _predict_with_disagreement(self, observation, action, seed):
+    def _predict_with_disagreement(self, observation, action, seed, assignment=None):
         ensemble = self.dynamics.ensemble
         mean, variance = ensemble.member_moments(
             self.dynamics.inputs(observation, action), tf.range(ensemble.members)
@@ -141,6 +143,8 @@ class ModelEnv:
         else:
             if self.propagation == "random":
                 slot = tf.random.stateless_uniform([particles], choice_seed, 0, count, tf.int32)
+            elif assignment is not None:  # Particle i sits at position j: elite j mod K.
+                slot = tf.math.invert_permutation(assignment)[:particles] % count
             else:
                 slot = tf.range(particles) % count
             member = tf.gather(elites, slot)  # [P]
@@ -151,10 +155,11 @@ class ModelEnv:
                 outputs += std * tf.random.stateless_normal(tf.shape(outputs), noise_seed)
         return self.dynamics.split(observation, outputs), disagreement
 
-    def step(self, observation, action, seed, push=None) -> StepResult:
+    def step(self, observation, action, seed, push=None, assignment=None) -> StepResult:
         """observation [P, O], action [P, A], seed [2] -> one ``StepResult``;
-        ``push`` [P, O] hallucinates (see the module docstring)."""
-        prediction, disagreement = self._predict(observation, action, seed, push)
+        ``push`` [P, O] hallucinates (see the module docstring); ``assignment``:
+        the particles' members under 'fixed' propagation (drawn per rollout)."""
+        prediction, disagreement = self._predict(observation, action, seed, push, assignment)
         reward, cost, terminal = step_signals(self.task, observation, action, prediction)
         if terminal is None:
             terminal = tf.zeros_like(reward)
@@ -170,11 +175,18 @@ class ModelEnv:
         start = tf.cast(start, tf.float32)
         particles = tf.shape(start)[0]
         push_t = None if push is None else tf.transpose(tf.cast(push, tf.float32), [1, 0, 2])
+        assignment = None
+        if self.propagation == "fixed":  # TS-∞: each particle keeps one member per rollout.
+            model_seed, assign_seed = tf.unstack(tf.random.experimental.stateless_split(
+                model_seed, 2))  # fmt: skip
+            seeds = tf.random.experimental.stateless_split(model_seed, horizon)
+            elites = int(self.dynamics.ensemble.elite_indices.shape[0])
+            assignment = particle_assignment(start.shape[0], elites, assign_seed)
 
         def body(t, observation, alive, accumulated, arrays):
             action = choose_action(t, observation, policy_seeds[t])
             result = self.step(observation, action, seeds[t],
-                               None if push_t is None else push_t[t])  # fmt: skip
+                               None if push_t is None else push_t[t], assignment)  # fmt: skip
             if uncertainty_budget is not None:
                 # As CMBPO: a path ends before the step that would take its
                 # accumulated disagreement to the budget.
