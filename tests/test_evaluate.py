@@ -194,8 +194,8 @@ def test_episode_cost_limits_follow_each_agents_definition():
     assert LambdaAgent.episode_cost_limit(lambda_config, 100) == pytest.approx(2.5)
     from saferl_tf.agents import PessimisticAgent, RandomAgent
 
-    planner = PessimisticAgent.Config(cost_limit=1.0, horizon=20, action_repeat=1)
-    assert PessimisticAgent.episode_cost_limit(planner, 200) == pytest.approx(10.0)
+    planner = PessimisticAgent.Config(cost_limit=25.0, episode_length=1000)
+    assert PessimisticAgent.episode_cost_limit(planner, 200) == pytest.approx(5.0)
     assert RandomAgent.episode_cost_limit(RandomAgent.Config(cost_limit=3.0), 50) == 3.0
 
 

@@ -320,7 +320,15 @@ def test_pessimistic_trajectory_penalizes_the_worst_particles_cost():
     rewards, _ = agent.trajectories.sampled(start, actions, agent._particle_noise(reward_seed))
     _, costs = agent.trajectories.sampled(start, actions, agent._particle_noise(cost_seed))
     summed = tf.reduce_sum(costs, 2).numpy()  # [N, P]
-    expected = (agent.config.penalty * np.maximum(summed.max(1) - agent.config.cost_limit, 0)
+    expected = (agent.config.penalty * np.maximum(summed.max(1) - agent.horizon_cost_limit, 0)
                 - rewards.numpy().mean((1, 2)))  # fmt: skip
     np.testing.assert_allclose(value.numpy(), expected, rtol=1e-5, atol=1e-5)
     assert agent.act(np.array([[-1.0, 0.0, 0.0]], np.float32), explore=False).shape == (1, 1)
+
+
+def test_the_cost_limit_is_per_episode_and_planned_per_horizon():
+    agent, _ = debug_agent(cost_limit=25.0, episode_length=1000, horizon=5)
+    assert agent.horizon_cost_limit == pytest.approx(25.0 * 5 / 1000)
+    summed = tf.constant([0.0, 0.125, 1.125])
+    np.testing.assert_allclose(agent.barrier_of_sums(summed).numpy(),
+                               agent.config.penalty * np.array([0.0, 0.0, 1.0]))  # fmt: skip

@@ -10,8 +10,10 @@ episodes (and once when exploration ends). Reward and cost are the
 environment's known functions where it has them (``envs.task_functions``;
 the method's assumption) and are learned by the ensemble otherwise.
 
-Variants, by their objective J (lower is better; H the horizon, d the
-``cost_limit`` over the horizon, λ the ``penalty``, b the ``barrier``):
+Variants, by their objective J (lower is better; H the horizon, λ the
+``penalty``, b the ``barrier``, d the budget over the horizon: ``cost_limit``,
+a budget per ``episode_length`` environment steps as for every agent, times
+H · action_repeat / episode_length):
 
 - ``cem``: −(1/H) Σ r on the mean model; ignores cost.
 - ``cem_cost``: λ·b(Σ c − d) − (1/H) Σ r, both on the mean model.
@@ -65,7 +67,8 @@ class PlanningAgent(Agent):
     class Config(AgentConfig):
         observation: str = "vector"
         action_repeat: int = 1
-        cost_limit: float = 0.0  # d: the cost budget over the planning horizon.
+        cost_limit: float = 0.0  # Per episode_length environment steps (d: its horizon share).
+        episode_length: int = 200
         penalty: float = 1.0  # λ
         barrier: str = "relu"
         # CEM over actions (normalized to [-1, 1]).
@@ -115,10 +118,12 @@ class PlanningAgent(Agent):
         exploration_steps: int = 100
         replay_capacity: int = 1_000_000
 
-    @classmethod
-    def episode_cost_limit(cls, config, episode_length: float) -> float:
-        """``cost_limit`` is a budget per planning horizon: scaled to the episode."""
-        return config.cost_limit * episode_length / (config.horizon * config.action_repeat)
+    @property
+    def horizon_cost_limit(self) -> float:
+        """d: the share of ``cost_limit`` (per ``episode_length`` environment
+        steps) that falls on one planning horizon."""
+        config = self.config
+        return config.cost_limit * config.horizon * config.action_repeat / config.episode_length
 
     def __init__(self, observation_space, action_space, config=None, **kwargs):
         super().__init__(observation_space, action_space, config, **kwargs)
@@ -170,6 +175,8 @@ class PlanningAgent(Agent):
         self.cem.check()
         self.minmax = _subset(MinMaxConfig, config, actions=self.cem)
         self.minmax.check()
+        if config.episode_length < 1:
+            raise ConfigError(f"episode_length must be >= 1, got {config.episode_length}")
         if config.reward_particles < 0:
             raise ConfigError(f"reward_particles must be >= 0, got {config.reward_particles}")
         self.penalty = config.penalty if config.safety else 0.0
@@ -216,7 +223,7 @@ class PlanningAgent(Agent):
 
     def barrier_of_sums(self, summed_costs):
         """λ · barrier(C − d) of summed costs C [...]."""
-        return self.penalty * barrier(summed_costs - self.config.cost_limit, self.config.barrier)
+        return self.penalty * barrier(summed_costs - self.horizon_cost_limit, self.config.barrier)
 
     def initial_plan_state(self) -> tuple[np.ndarray, ...]:
         """The planner's state at the start of an episode (zeros)."""
