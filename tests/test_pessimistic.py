@@ -332,3 +332,20 @@ def test_the_cost_limit_is_per_episode_and_planned_per_horizon():
     summed = tf.constant([0.0, 0.125, 1.125])
     np.testing.assert_allclose(agent.barrier_of_sums(summed).numpy(),
                                agent.config.penalty * np.array([0.0, 0.0, 1.0]))  # fmt: skip
+
+
+def test_without_safety_the_planner_skips_the_adversary():
+    agent, env = debug_agent(safety=False)
+    run_steps(agent, env, 60)
+    calls = []
+    original = agent.trajectories.pair_costs
+    agent.trajectories.pair_costs = lambda *args: calls.append(1) or original(*args)
+    state = tuple(tf.constant(part) for part in agent.initial_plan_state())
+    best, after = agent._plan_sequence(tf.constant([-1.0, 0.0, 0.0]), state, tf.constant([1, 2]))
+    assert not calls  # No cost rollouts, no η search.
+    assert best.shape == (agent.config.horizon, 1)
+    assert [part.shape for part in after] == [part.shape for part in state]
+    safe, _ = debug_agent()
+    safe.trajectories.pair_costs = agent.trajectories.pair_costs
+    safe._plan_sequence(tf.constant([-1.0, 0.0, 0.0]), state, tf.constant([1, 2]))
+    assert calls  # With --safety the adversary plays.

@@ -401,6 +401,18 @@ class PessimisticAgent(PlanningAgent):
 
     def _plan_sequence(self, start, state, seed):
         objective_seed, minmax_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if self.penalty == 0.0:
+            # Without --safety, J does not depend on η: the adversary and the
+            # cost rollouts would change nothing, so plain CEM over the plan.
+            result = cem_minimize(
+                lambda sequences: -self.reward_term(start, sequences, objective_seed),
+                state[0], self.cem, minmax_seed,
+            )  # fmt: skip
+            mean = result.mean
+            elites = tf.broadcast_to(tf.clip_by_value(result.best, self.cem.low, self.cem.high),
+                                     state[2].shape)  # fmt: skip
+            after = MinMaxState(mean, tf.zeros_like(state[1]), elites, tf.zeros_like(state[3]))
+            return result.best, tuple(next_state(after, self.minmax))
         result = minmax_cem(
             lambda sequences, etas: self.minmax_objective(start, sequences, etas, objective_seed),
             MinMaxState(*state),
