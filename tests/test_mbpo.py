@@ -31,6 +31,16 @@ def test_the_model_share_ramps_linearly():
     np.testing.assert_allclose(values, [0.0, 0.475, 0.95, 0.95])
 
 
+def test_schedules_are_read_at_epoch_plus_one_as_the_published_code():
+    # debug: 100 exploration steps, epochs of 100 steps, share [0, 2, 0, 0.5],
+    # rollout lengths [1, 3, 1, 2], a refit every 50 steps.
+    agent = MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent))
+    metrics = _run(agent, 251)
+    shares = [m["sac/model_share"] for m in metrics]
+    # Steps after exploration 0, 50 (epoch 0 -> read at 1), 100 (epoch 1 -> 2), 150.
+    np.testing.assert_allclose(shares[:4], [0.25, 0.25, 0.5, 0.5])
+
+
 def _run(agent, steps, seed=0):
     rng = np.random.default_rng(seed)
     observation = rng.normal(size=(1, 3)).astype(np.float32)

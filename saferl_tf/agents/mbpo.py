@@ -230,14 +230,16 @@ class MBPOAgent(Agent):
         metrics: dict = {}
         timer = PhaseTimer(metrics)
         after = steps - config.exploration_steps
+        # The published code evaluates its schedules at epoch + 1 (epochs from 0).
+        epoch = after // config.epoch_length + 1
         if config.use_model and (
             self.model_buffer is None or after % config.model_train_every == 0
         ):
             with timer("model_fit"):
                 metrics.update(self._fit_model())
             with timer("rollouts"):
-                metrics.update(self._fill_model_buffer(after // config.epoch_length))
-        share = linear_schedule(after // config.epoch_length, config.model_share_schedule)
+                metrics.update(self._fill_model_buffer(epoch))
+        share = linear_schedule(epoch, config.model_share_schedule)
         if not config.use_model or self.model_buffer is None:
             share = 0.0
         for _ in range(config.sac_updates_per_step):
