@@ -8,13 +8,16 @@ interleaved over ``--repeats`` rounds (medians reported):
    batch 256 per member (the agents' ensemble, and MBPO's 7-member 200x4);
 2. model rollouts: particle-steps per second of ``ModelEnv.rollout_actions``
    (``--particles`` particles, horizon 20, TS-∞);
-3. planning: seconds per control step of each planning agent at its defaults
-   (the seed's: horizon 20, 500 samples, 50 elites, 5 CEM iterations; min-max
-   10 rounds), and the implied seconds of planning per 200-step episode.
+3. planning: seconds per control step of each planning agent (``NAME`` at
+   its defaults, ``NAME:PRESET`` with a preset of saferl_tf/configs/cem.yaml,
+   for example ``pessimistic:seed``), and the implied seconds of planning per
+   200-step episode.
 
 Usage::
 
     .venv/bin/python tools/bench_planning.py [--repeats=3] [--agents=cem,pessimistic]
+    .venv/bin/python tools/bench_planning.py --agents=pessimistic:reduced,pessimistic:seed \
+        --modes=xla --sections=planning --plan_steps=2
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ flags.DEFINE_integer("plan_steps", 5, "Control steps per planning measurement.")
 flags.DEFINE_list(
     "agents",
     ["cem", "cem_cost", "pessimistic_fixed", "pessimistic", "optimistic_pessimistic"],
-    "Planning agents to time.",
+    "Planning agents to time: NAME or NAME:PRESET.",
 )
+flags.DEFINE_list("modes", ["xla", "graph"], "Compilation modes: xla, graph.")
+flags.DEFINE_list("sections", ["training", "rollouts", "planning"], "What to measure.")
 FLAGS = flags.FLAGS
 ENV = "saferl_ConstrainedPendulum-v0"
 ENSEMBLES = {
@@ -103,14 +108,15 @@ def time_rollouts(data, jit: bool) -> float:
     return 3 * FLAGS.particles * 20 / (time.perf_counter() - started)
 
 
-def time_planning(name: str, data, jit: bool) -> tuple[float, float]:
+def time_planning(label: str, data, jit: bool) -> tuple[float, float]:
     from saferl_tf import envs
     from saferl_tf.agents import make_agent
     from saferl_tf.agents.base import agent_class, preset_names
     from saferl_tf.config import build_config
 
+    name, _, preset = label.partition(":")
     cls = agent_class(name)
-    config = build_config(cls.Config, preset_names(cls), "", {"safety": True, "jit": jit})
+    config = build_config(cls.Config, preset_names(cls), preset, {"safety": True, "jit": jit})
     env = envs.make(ENV)
     agent = make_agent(name, env.observation_space, env.action_space, config,
                        task=envs.task_functions(ENV))  # fmt: skip
@@ -130,16 +136,20 @@ def time_planning(name: str, data, jit: bool) -> tuple[float, float]:
 def main(argv):
     del argv
     data = random_transitions()
-    modes = (True, False)
+    modes = tuple(mode == "xla" for mode in FLAGS.modes)
     training = {(label, jit): [] for label in ENSEMBLES for jit in modes}
     rollouts = {jit: [] for jit in modes}
     planning = {(name, jit): [] for name in FLAGS.agents for jit in modes}
     compile_time = {}
     for round_ in range(FLAGS.repeats):
         for jit in modes:
-            for label, kwargs in ENSEMBLES.items():
-                training[label, jit].append(time_training(data, jit, kwargs))
-            rollouts[jit].append(time_rollouts(data, jit))
+            if "training" in FLAGS.sections:
+                for label, kwargs in ENSEMBLES.items():
+                    training[label, jit].append(time_training(data, jit, kwargs))
+            if "rollouts" in FLAGS.sections:
+                rollouts[jit].append(time_rollouts(data, jit))
+            if "planning" not in FLAGS.sections:
+                continue
             for name in FLAGS.agents:
                 seconds, first = time_planning(name, data, jit)
                 planning[name, jit].append(seconds)
@@ -149,28 +159,43 @@ def main(argv):
     def mode(jit):
         return "XLA" if jit else "graph"
 
-    print("\n| ensemble | mode | train transitions/s (batch 256 per member) |")
-    print("| --- | --- | ---: |")
-    for (label, jit), values in training.items():
-        print(f"| {label} | {mode(jit)} | {statistics.median(values):,.0f} |")
-    for label in ENSEMBLES:
-        ratio = statistics.median(training[label, True]) / statistics.median(training[label, False])
-        print(f"XLA / graph, {label}: {ratio:.2f}x")
-    print(f"\n| mode | model rollout particle-steps/s ({FLAGS.particles} particles, H 20) |")
-    print("| --- | ---: |")
-    for jit in modes:
-        print(f"| {mode(jit)} | {statistics.median(rollouts[jit]):,.0f} |")
-    ratio = statistics.median(rollouts[True]) / statistics.median(rollouts[False])
-    print(f"XLA / graph: {ratio:.2f}x")
-    print("\n| agent | mode | s per control step | s per 200-step episode | first call s |")
-    print("| --- | --- | ---: | ---: | ---: |")
-    for (name, jit), values in planning.items():
-        seconds = statistics.median(values)
-        print(f"| {name} | {mode(jit)} | {seconds:.3f} | {200 * seconds:.1f} | "
-              f"{compile_time[name, jit]:.1f} |")  # fmt: skip
-    for name in FLAGS.agents:
-        ratio = statistics.median(planning[name, False]) / statistics.median(planning[name, True])
-        print(f"graph / XLA time, {name}: {ratio:.2f}x")
+    if "training" in FLAGS.sections:
+        print("\n| ensemble | mode | train transitions/s (batch 256 per member) |")
+        print("| --- | --- | ---: |")
+        for (label, jit), values in training.items():
+            print(f"| {label} | {mode(jit)} | {statistics.median(values):,.0f} |")
+        if len(modes) == 2:
+            for label in ENSEMBLES:
+                ratio = (statistics.median(training[label, True])
+                         / statistics.median(training[label, False]))  # fmt: skip
+                print(f"XLA / graph, {label}: {ratio:.2f}x")
+    if "rollouts" in FLAGS.sections:
+        print(f"\n| mode | model rollout particle-steps/s ({FLAGS.particles} particles, H 20) |")
+        print("| --- | ---: |")
+        for jit in modes:
+            print(f"| {mode(jit)} | {statistics.median(rollouts[jit]):,.0f} |")
+        if len(modes) == 2:
+            ratio = statistics.median(rollouts[True]) / statistics.median(rollouts[False])
+            print(f"XLA / graph: {ratio:.2f}x")
+    if "planning" in FLAGS.sections:
+        print("\n| agent | mode | s per control step | s per 200-step episode | first call s |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        for (name, jit), values in planning.items():
+            seconds = statistics.median(values)
+            print(f"| {name} | {mode(jit)} | {seconds:.3f} | {200 * seconds:.1f} | "
+                  f"{compile_time[name, jit]:.1f} |")  # fmt: skip
+        if len(modes) == 2:
+            for name in FLAGS.agents:
+                ratio = (statistics.median(planning[name, False])
+                         / statistics.median(planning[name, True]))  # fmt: skip
+                print(f"graph / XLA time, {name}: {ratio:.2f}x")
+        first = FLAGS.agents[0]
+        for name in FLAGS.agents[1:]:
+            for jit in modes:
+                ratio = statistics.median(planning[name, jit]) / statistics.median(
+                    planning[first, jit]
+                )
+                print(f"{name} / {first} time per control step ({mode(jit)}): {ratio:.1f}x")
 
 
 if __name__ == "__main__":
