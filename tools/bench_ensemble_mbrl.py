@@ -1,0 +1,169 @@
+"""The package's ensemble against mbrl-lib's, side by side in one run (issue 16).
+
+At mbrl-lib's MBPO configuration (5 members, 4 x 200 SiLU, 23 inputs, 18
+outputs plus log-variances) measures, interleaved over ``--repeats`` rounds
+(medians reported):
+
+1. the train step at a batch of 5 x 256 (one batch per member; Adam, the
+   Gaussian likelihood): ``GaussianEnsemble``'s compiled step (XLA) against
+   mbrl-lib 0.2.0's ``GaussianMLP.update``;
+2. TS-1 propagation of ``--particles`` particles (a random member per
+   particle, its mean plus its noise): ``GaussianEnsemble.propagate(mode=
+   "random")`` compiled, against ``GaussianMLP.sample_1d`` with
+   ``propagation_method="random_model"`` under ``torch.no_grad()``.
+
+Both get the same number of threads (``--threads``). PyTorch and mbrl-lib are
+never dependencies of the package: they run in a separate interpreter
+(``--torch_python``), for example a scratch virtual environment::
+
+    python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch==2.5.1 mbrl==0.2.0 ...
+    .venv/bin/python tools/bench_ensemble_mbrl.py --torch_python=/tmp/torch/bin/python
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("torch_python", None, "Interpreter with torch and mbrl-lib 0.2.0 installed.")
+flags.DEFINE_integer("repeats", 5, "Interleaved measurement rounds.")
+flags.DEFINE_integer("steps", 50, "Timed train steps or propagations per round.")
+flags.DEFINE_integer("particles", 10_000, "Particles per propagation.")
+flags.DEFINE_integer("threads", 2, "Threads for both frameworks.")
+FLAGS = flags.FLAGS
+
+MEMBERS, LAYERS, UNITS, INPUTS, OUTPUTS, BATCH = 5, 4, 200, 23, 18, 256
+
+TORCH_WORKER = r"""
+import json, sys, time
+import torch
+from mbrl.models import GaussianMLP
+torch.set_num_threads(int(sys.argv[1]))
+members, layers, units, inputs, outputs, batch, particles, steps = map(int, sys.argv[2:10])
+torch.manual_seed(0)
+model = GaussianMLP(inputs, outputs, "cpu", num_layers=layers, ensemble_size=members,
+                    hid_size=units, propagation_method="random_model",
+                    activation_fn_cfg={"_target_": "torch.nn.SiLU"})
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-5)
+x, y = torch.randn(members, batch, inputs), torch.randn(members, batch, outputs)
+states = torch.randn(particles, inputs)
+generator = torch.Generator().manual_seed(0)
+state = {"propagation_indices": None}
+for _ in range(3):  # Warm-up.
+    model.update(x, optimizer, target=y)
+    with torch.no_grad():
+        model.sample_1d(states, state, deterministic=False, rng=generator)
+for line in sys.stdin:
+    if line.strip() == "train":
+        started = time.perf_counter()
+        for _ in range(steps):
+            model.update(x, optimizer, target=y)
+    else:
+        started = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(steps):
+                model.sample_1d(states, state, deterministic=False, rng=generator)
+    print(json.dumps(time.perf_counter() - started), flush=True)
+"""
+
+
+def tensorflow_timers():
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    from saferl_tf.models.ensemble import GaussianEnsemble
+
+    ensemble = GaussianEnsemble(INPUTS, OUTPUTS, members=MEMBERS, hidden_units=UNITS,
+                                hidden_layers=LAYERS, activation="swish", seed=0)  # fmt: skip
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(MEMBERS, BATCH, INPUTS)).astype(np.float32)
+    y = rng.normal(size=(MEMBERS, BATCH, OUTPUTS)).astype(np.float32)
+    # Normalization fitted to the same distribution: the step sees normalized data.
+    ensemble.fit_normalization(x.reshape(-1, INPUTS), y.reshape(-1, OUTPUTS))
+    index = np.arange(MEMBERS * BATCH).reshape(MEMBERS, BATCH)
+    flat_x, flat_y = x.reshape(-1, INPUTS), y.reshape(-1, OUTPUTS)
+    states = tf.constant(rng.normal(size=(FLAGS.particles, INPUTS)).astype(np.float32))
+    propagate = tf.function(lambda s, seed: ensemble.propagate(s, "random", seed, True),
+                            jit_compile=True)  # fmt: skip
+    for _ in range(3):  # Warm-up and compilation.
+        ensemble._train_step(flat_x[index], flat_y[index]).numpy()
+        propagate(states, tf.constant([0, 0])).numpy()
+
+    def train() -> float:
+        started = time.perf_counter()
+        for _ in range(FLAGS.steps):
+            loss = ensemble._train_step(flat_x[index], flat_y[index])
+        loss.numpy()
+        return time.perf_counter() - started
+
+    def propagation() -> float:
+        started = time.perf_counter()
+        for i in range(FLAGS.steps):
+            out = propagate(states, tf.constant([i, 1]))
+        out.numpy()
+        return time.perf_counter() - started
+
+    return train, propagation
+
+
+def main(argv):
+    del argv
+    if not FLAGS.torch_python:
+        raise app.UsageError("--torch_python is required (an interpreter with torch and mbrl-lib)")
+    worker = subprocess.Popen(
+        [FLAGS.torch_python, "-c", TORCH_WORKER, str(FLAGS.threads),
+         *map(str, (MEMBERS, LAYERS, UNITS, INPUTS, OUTPUTS, BATCH, FLAGS.particles,
+                    FLAGS.steps))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def torch_time(what: str) -> float:
+        worker.stdin.write(what + "\n")
+        worker.stdin.flush()
+        return json.loads(worker.stdout.readline())
+
+    train, propagation = tensorflow_timers()
+    times = {key: [] for key in ("tf train", "torch train", "tf propagate", "torch propagate")}
+    for round_ in range(FLAGS.repeats):
+        times["tf train"].append(train())
+        times["torch train"].append(torch_time("train"))
+        times["tf propagate"].append(propagation())
+        times["torch propagate"].append(torch_time("propagate"))
+        print(f"round {round_ + 1}/{FLAGS.repeats} done", file=sys.stderr, flush=True)
+    worker.stdin.close()
+    worker.wait()
+    steps = FLAGS.steps
+    train_rate = {k: MEMBERS * BATCH * steps / statistics.median(v)
+                  for k, v in times.items() if "train" in k}  # fmt: skip
+    prop_rate = {k: FLAGS.particles * steps / statistics.median(v)
+                 for k, v in times.items() if "propagate" in k}  # fmt: skip
+    print(
+        f"\n{MEMBERS} members, {LAYERS} x {UNITS} SiLU, {INPUTS} -> {OUTPUTS} (+ log-variances), "
+        f"{FLAGS.threads} threads, medians of {FLAGS.repeats} rounds of {steps} calls"
+    )
+    print("\n| | saferl_tf (XLA) | mbrl-lib 0.2.0 (PyTorch) | saferl_tf / mbrl-lib |")
+    print("| --- | ---: | ---: | ---: |")
+    print(
+        f"| train step, samples/s (batch {MEMBERS} x {BATCH}) | {train_rate['tf train']:,.0f} | "
+        f"{train_rate['torch train']:,.0f} | "
+        f"{train_rate['tf train'] / train_rate['torch train']:.2f}x |"
+    )
+    print(
+        f"| TS-1 propagation, particles/s ({FLAGS.particles:,}) | "
+        f"{prop_rate['tf propagate']:,.0f} | {prop_rate['torch propagate']:,.0f} | "
+        f"{prop_rate['tf propagate'] / prop_rate['torch propagate']:.2f}x |"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
