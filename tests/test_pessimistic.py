@@ -349,3 +349,38 @@ def test_without_safety_the_planner_skips_the_adversary():
     safe.trajectories.pair_costs = agent.trajectories.pair_costs
     safe._plan_sequence(tf.constant([-1.0, 0.0, 0.0]), state, tf.constant([1, 2]))
     assert calls  # With --safety the adversary plays.
+
+
+def test_a_learned_cost_is_clipped_to_its_range_and_pushed_by_its_own_spread():
+    agent, env = debug_agent(task=False)  # Learns reward and cost.
+    run_steps(agent, env, 60)
+    costs = agent.replay.transitions()["cost"]
+    np.testing.assert_allclose(agent.cost_range.numpy(), [0.0, max(costs.max(), 1e-6)])
+    agent.cost_range.assign([0.0, 1.0])  # As if a cost of 1 had been seen.
+    low, high = agent.cost_range.numpy()
+    horizon = agent.config.horizon
+    start = tf.constant([-1.0, 0.0, 5.0])
+    actions = tf.constant(np.random.default_rng(3).uniform(-1, 1, (64, horizon, 1)), tf.float32)
+    _, mean_costs = agent.trajectories.rollout(start, actions)
+    zero_eta = tf.zeros([1, horizon, 3])
+    _, pushed = agent.trajectories.rollout(start, actions, zero_eta, 2.0)
+    # The same states (η = 0), a cost higher by 2 epistemic stds, within the range.
+    assert np.all(pushed.numpy() >= mean_costs.numpy() - 1e-6)
+    assert np.any(pushed.numpy() > mean_costs.numpy() + 1e-4)
+    assert np.all((pushed.numpy() >= low - 1e-6) & (pushed.numpy() <= high + 1e-6))
+    assert np.all((mean_costs.numpy() >= low - 1e-6) & (mean_costs.numpy() <= high + 1e-6))
+    # A pushed cost of one step, by hand.
+    observation = tf.broadcast_to(start, [64, 3])
+    prediction, _, extras = agent.dynamics.expected_step_with_extras(observation, actions[:, 0])
+    expected = np.clip(prediction.cost.numpy() + 2.0 * extras["cost"].numpy(), low, high)
+    np.testing.assert_allclose(pushed.numpy()[:, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_model_is_refitted_on_a_step_schedule():
+    agent, env = debug_agent(refit_every=20)  # Pendulum episodes are 200 steps.
+    run_steps(agent, env, 120)
+    # At the end of exploration (50 steps), then at 60, 80, 100 and 120.
+    assert int(agent.model_fits.numpy()) == 5
+    plain, _ = debug_agent()
+    run_steps(plain, env, 120)
+    assert int(plain.model_fits.numpy()) == 1

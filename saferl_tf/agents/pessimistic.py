@@ -116,6 +116,7 @@ class PlanningAgent(Agent):
         known_task: bool = True  # Use the environment's reward/cost functions if it has them.
         # Schedule.
         exploration_steps: int = 100
+        refit_every: int = 0  # Also refit every N environment steps (0: between episodes only).
         replay_capacity: int = 1_000_000
 
     @property
@@ -169,12 +170,18 @@ class PlanningAgent(Agent):
             seed=self.seed,
         )
         self.ensemble = self.dynamics.ensemble  # Tracked by the checkpoint.
-        self.trajectories = TrajectoryModel(self.dynamics, self.task)
+        cost_range = None
+        if "cost" in learn:  # The range of the costs seen; learned costs are clipped to it.
+            self.cost_range = cost_range = tf.Variable([0.0, 1.0], trainable=False)
+        self.trajectories = TrajectoryModel(self.dynamics, self.task, cost_range)
         # The planner settings are fields of the agent's config under the same names.
         self.cem = _subset(CEMConfig, config)
         self.cem.check()
         self.minmax = _subset(MinMaxConfig, config, actions=self.cem)
         self.minmax.check()
+        if config.refit_every < 0:
+            raise ConfigError(f"refit_every must be >= 0 (0: between episodes), got "
+                              f"{config.refit_every}")  # fmt: skip
         if config.episode_length < 1:
             raise ConfigError(f"episode_length must be >= 1, got {config.episode_length}")
         if config.reward_particles < 0:
@@ -295,6 +302,9 @@ class PlanningAgent(Agent):
             self._refit_due = True
         if self.num_steps >= self.config.exploration_steps and not self._fitted:
             self._refit_due = True
+        every = self.config.refit_every
+        if every and self.num_steps // every > (self.num_steps - len(ended)) // every:
+            self._refit_due = True
 
     def _update(self) -> dict:
         if not self._refit_due or self.num_steps < self.config.exploration_steps:
@@ -311,6 +321,9 @@ class PlanningAgent(Agent):
             costs=data["cost"],
             terminals=data["terminated"].astype(np.float32),
         )
+        if hasattr(self, "cost_range"):
+            costs = data["cost"]
+            self.cost_range.assign([min(0.0, float(costs.min())), max(float(costs.max()), 1e-6)])
         self.model_fits.assign_add(1)
         metrics = report.metrics()
         metrics["model/transitions"] = float(len(actions))

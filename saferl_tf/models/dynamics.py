@@ -125,12 +125,20 @@ class DynamicsEnsemble:
           with ``total``, the std of the moment-matched Gaussian instead:
           sqrt(epistemic variance + the members' mean aleatoric variance).
         """
+        prediction, std, _ = self.expected_step_with_extras(observation, action, total)
+        return prediction, std
+
+    def expected_step_with_extras(self, observation, action, total: bool = False):
+        """``expected_step`` and the epistemic std of each learned extra
+        ({'cost': [P], ...}; the calibrated spread of the members' means)."""
         moments = self.ensemble.moments(self.inputs(observation, action))
         size = self.observation_size
         variance = moments.epistemic_variance[:, :size]
         if total:
             variance += moments.aleatoric_variance[:, :size]
-        return self.split(observation, moments.mean), tf.sqrt(variance)
+        extras = {name: tf.sqrt(moments.epistemic_variance[:, size + i])
+                  for i, name in enumerate(self.learned)}  # fmt: skip
+        return self.split(observation, moments.mean), tf.sqrt(variance), extras
 
     def fit(
         self,

@@ -37,6 +37,7 @@ XLA-compiled entry point, traced once per shape.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -85,6 +86,8 @@ class ModelEnv:
         observation is then taken from the same predictions.
       push_std: what a ``push`` scales: 'epistemic' (the spread of the
         members' means) or 'total' (with their aleatoric variance added).
+      cost_range: [2] (a tensor or variable): a learned cost is clipped to
+        [low, high] (None: not clipped).
       jit: compile ``compiled_rollout_actions`` with XLA.
     """
 
@@ -96,6 +99,7 @@ class ModelEnv:
         sample: bool = True,
         measure_disagreement: bool = False,
         push_std: str = "epistemic",
+        cost_range=None,
         jit: bool = True,
     ):
         if propagation not in PROPAGATION_MODES:
@@ -106,6 +110,7 @@ class ModelEnv:
             raise ConfigError(f"unknown push_std {push_std!r}; accepted: epistemic, total")
         require_signals(dynamics, task, "the model environment")
         self.push_std = push_std
+        self.cost_range = cost_range
         self.dynamics = dynamics
         self.task = task
         self.propagation = propagation
@@ -113,14 +118,21 @@ class ModelEnv:
         self.measure_disagreement = measure_disagreement
         self.compiled_rollout_actions = tf.function(self.rollout_actions, jit_compile=jit)
 
-    def _predict(self, observation, action, seed, push=None, assignment=None):
+    def _predict(self, observation, action, seed, push=None, assignment=None, cost_push=None):
         """The model's step -> (StepPrediction, disagreement [P])."""
         particles = tf.shape(observation)[0]
         if push is not None:  # Hallucinated: the elites' mean, pushed along the epistemic std.
             total = self.push_std == "total"
-            prediction, std = self.dynamics.expected_step(observation, action, total=total)
+            prediction, std, extras = self.dynamics.expected_step_with_extras(
+                observation, action, total=total)  # fmt: skip
             following = prediction.next_observation + push * std
-            return prediction.with_next_observation(following), tf.zeros([particles])
+            prediction = prediction.with_next_observation(following)
+            if cost_push is not None and prediction.cost is not None:
+                # A learned cost is pushed up along its own epistemic spread.
+                prediction = dataclasses.replace(
+                    prediction, cost=prediction.cost + cost_push * extras["cost"]
+                )
+            return prediction, tf.zeros([particles])
         if not self.measure_disagreement:
             prediction = self.dynamics.step(observation, action, self.propagation, seed,
                                             self.sample, assignment)  # fmt: skip
@@ -155,18 +167,27 @@ class ModelEnv:
                 outputs += std * tf.random.stateless_normal(tf.shape(outputs), noise_seed)
         return self.dynamics.split(observation, outputs), disagreement
 
-    def step(self, observation, action, seed, push=None, assignment=None) -> StepResult:
+    def step(self, observation, action, seed, push=None, assignment=None,
+             cost_push=None) -> StepResult:  # fmt: skip
         """observation [P, O], action [P, A], seed [2] -> one ``StepResult``;
         ``push`` [P, O] hallucinates (see the module docstring); ``assignment``:
-        the particles' members under 'fixed' propagation (drawn per rollout)."""
-        prediction, disagreement = self._predict(observation, action, seed, push, assignment)
+        the particles' members under 'fixed' propagation (drawn per rollout);
+        ``cost_push`` (a scalar, with ``push``) adds that many epistemic stds
+        to a learned cost, and the learned cost is clipped to ``cost_range``."""
+        prediction, disagreement = self._predict(observation, action, seed, push, assignment,
+                                                 cost_push)  # fmt: skip
+        if self.cost_range is not None and prediction.cost is not None:
+            low, high = tf.unstack(tf.cast(self.cost_range, tf.float32))
+            prediction = dataclasses.replace(
+                prediction, cost=tf.clip_by_value(prediction.cost, low, high)
+            )
         reward, cost, terminal = step_signals(self.task, observation, action, prediction)
         if terminal is None:
             terminal = tf.zeros_like(reward)
         return StepResult(prediction.next_observation, reward, cost, terminal, disagreement)
 
     def _rollout(self, start, horizon: int, choose_action: Callable, seed, push=None,
-                 uncertainty_budget=None) -> Rollout:  # fmt: skip
+                 uncertainty_budget=None, cost_push=None) -> Rollout:  # fmt: skip
         model_seed, policy_seed = tf.unstack(
             tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 2)
         )
@@ -186,7 +207,8 @@ class ModelEnv:
         def body(t, observation, alive, accumulated, arrays):
             action = choose_action(t, observation, policy_seeds[t])
             result = self.step(observation, action, seeds[t],
-                               None if push_t is None else push_t[t], assignment)  # fmt: skip
+                               None if push_t is None else push_t[t], assignment,
+                               cost_push)  # fmt: skip
             if uncertainty_budget is not None:
                 # As CMBPO: a path ends before the step that would take its
                 # accumulated disagreement to the budget.
@@ -227,11 +249,13 @@ class ModelEnv:
             stacked(disagreements, 2),
         )
 
-    def rollout_actions(self, start, actions, seed, push=None) -> Rollout:
+    def rollout_actions(self, start, actions, seed, push=None, cost_push=None) -> Rollout:
         """start [P, O], actions [P, H, A] (H static), seed [2] int32; ``push``
-        [P, H, O] hallucinates along the epistemic std (module docstring)."""
+        [P, H, O] hallucinates along the epistemic std (module docstring),
+        ``cost_push`` pushes a learned cost (``step``)."""
         horizon = actions.shape[1]
-        return self._rollout(start, horizon, lambda t, _, __: actions[:, t], seed, push)
+        return self._rollout(start, horizon, lambda t, _, __: actions[:, t], seed, push,
+                             cost_push=cost_push)  # fmt: skip
 
     def rollout_policy(self, start, policy: Callable, horizon: int, seed,
                        uncertainty_budget=None) -> Rollout:  # fmt: skip

@@ -60,22 +60,25 @@ class TrajectoryModel:
     dynamics' learned (mean) outputs.
     """
 
-    def __init__(self, dynamics: DynamicsEnsemble, task: TaskFunctions | None = None):
+    def __init__(self, dynamics: DynamicsEnsemble, task: TaskFunctions | None = None,
+                 cost_range=None):  # fmt: skip
         require_signals(dynamics, task, "planning")
         self.dynamics = dynamics
         self.task = task
         self.model_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
-                                  jit=False)  # fmt: skip
+                                  cost_range=cost_range, jit=False)  # fmt: skip
         self.sampling_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
-                                     push_std="total", jit=False)  # fmt: skip
+                                     push_std="total", cost_range=cost_range,
+                                     jit=False)  # fmt: skip
 
     def rollout(self, start, actions, eta=None, alpha=1.0):
         """Rewards and costs [N, H] of N sequences from one start state [O].
 
         ``eta`` None follows the mean model; otherwise each step adds
-        alpha · σ_epistemic · η. ``actions`` [Na, H, A] and ``eta`` [Ne, H, O]
-        broadcast (Na or Ne may be 1). Steps after a predicted or known
-        termination count nothing.
+        alpha · σ_epistemic · η, and a learned cost is pessimistic: its mean
+        plus alpha times its own epistemic std. ``actions`` [Na, H, A] and
+        ``eta`` [Ne, H, O] broadcast (Na or Ne may be 1). Steps after a
+        predicted or known termination count nothing.
         """
         count = actions.shape[0] if eta is None else max(actions.shape[0], eta.shape[0])
         actions = tf.broadcast_to(actions, [count, *actions.shape[1:]])
@@ -86,7 +89,7 @@ class TrajectoryModel:
         observation = tf.broadcast_to(start, [count, start.shape[-1]])
         # The mean model draws no random numbers: any seed will do.
         rollout = self.model_env.rollout_actions(observation, actions, tf.zeros([2], tf.int32),
-                                                 push)  # fmt: skip
+                                                 push, None if push is None else alpha)  # fmt: skip
         return rollout.rewards, rollout.costs
 
     def reward_and_cost(self, start, reward_actions, reward_eta, cost_actions, cost_eta, alpha):
