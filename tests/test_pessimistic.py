@@ -384,3 +384,27 @@ def test_the_model_is_refitted_on_a_step_schedule():
     plain, _ = debug_agent()
     run_steps(plain, env, 120)
     assert int(plain.model_fits.numpy()) == 1
+
+
+def test_imagined_observations_stay_within_the_observation_space():
+    bounded = spaces.Box(np.array([-np.inf, 0.0, 0.0], np.float32),
+                         np.array([np.inf, 1.0, 1.0], np.float32))  # fmt: skip
+    env = envs.make(ENV)
+    config = build_config(PessimisticAgent.Config, preset_names(PessimisticAgent), "debug",
+                          {"safety": True, "known_task": False})  # fmt: skip
+    agent = PessimisticAgent(bounded, env.action_space, config, seed=0)
+    rng = np.random.default_rng(4)
+    states = np.c_[rng.normal(size=300), rng.uniform(0, 1, (300, 2))].astype(np.float32)
+    actions = rng.uniform(-1, 1, (300, 1)).astype(np.float32)
+    following = (states + rng.normal(0, 0.3, states.shape)).astype(np.float32)
+    agent.dynamics.fit(states, actions, following, rewards=rng.normal(size=300),
+                       costs=rng.uniform(size=300), max_epochs=3)  # fmt: skip
+    horizon = agent.config.horizon
+    push = tf.ones([1, horizon, 3])
+    plans = tf.constant(rng.uniform(-1, 1, (16, horizon, 1)), tf.float32)
+    rollout = agent.trajectories.model_env.rollout_actions(
+        tf.broadcast_to(tf.constant(states[:1]), [16, 3]), plans, tf.zeros([2], tf.int32),
+        tf.broadcast_to(50.0 * push, [16, horizon, 3]))  # fmt: skip
+    observations = rollout.observations.numpy()[:, 1:]
+    assert observations[..., 1:].min() >= 0.0 and observations[..., 1:].max() <= 1.0
+    assert np.abs(observations[..., 0]).max() > 1.0  # The unbounded dimension is free.

@@ -173,7 +173,11 @@ class PlanningAgent(Agent):
         cost_range = None
         if "cost" in learn:  # The range of the costs seen; learned costs are clipped to it.
             self.cost_range = cost_range = tf.Variable([0.0, 1.0], trainable=False)
-        self.trajectories = TrajectoryModel(self.dynamics, self.task, cost_range)
+        bounds = None
+        low, high = observation_space.low.reshape(-1), observation_space.high.reshape(-1)
+        if np.isfinite(low).any() or np.isfinite(high).any():
+            bounds = (low, high)  # Imagined observations stay in the space (a lidar's [0, 1]).
+        self.trajectories = TrajectoryModel(self.dynamics, self.task, cost_range, bounds)
         # The planner settings are fields of the agent's config under the same names.
         self.cem = _subset(CEMConfig, config)
         self.cem.check()

@@ -88,6 +88,9 @@ class ModelEnv:
         members' means) or 'total' (with their aleatoric variance added).
       cost_range: [2] (a tensor or variable): a learned cost is clipped to
         [low, high] (None: not clipped).
+      observation_bounds: (low [O], high [O]), infinite where unbounded:
+        predicted observations are clipped to them (a lidar's [0, 1], which a
+        hallucinated push would otherwise leave).
       jit: compile ``compiled_rollout_actions`` with XLA.
     """
 
@@ -100,6 +103,7 @@ class ModelEnv:
         measure_disagreement: bool = False,
         push_std: str = "epistemic",
         cost_range=None,
+        observation_bounds=None,
         jit: bool = True,
     ):
         if propagation not in PROPAGATION_MODES:
@@ -111,6 +115,10 @@ class ModelEnv:
         require_signals(dynamics, task, "the model environment")
         self.push_std = push_std
         self.cost_range = cost_range
+        self.observation_bounds = None
+        if observation_bounds is not None:
+            low, high = (tf.constant(bound, tf.float32) for bound in observation_bounds)
+            self.observation_bounds = (low, high)
         self.dynamics = dynamics
         self.task = task
         self.propagation = propagation
@@ -176,6 +184,11 @@ class ModelEnv:
         to a learned cost, and the learned cost is clipped to ``cost_range``."""
         prediction, disagreement = self._predict(observation, action, seed, push, assignment,
                                                  cost_push)  # fmt: skip
+        if self.observation_bounds is not None:
+            low, high = self.observation_bounds
+            prediction = prediction.with_next_observation(
+                tf.clip_by_value(prediction.next_observation, low, high)
+            )
         if self.cost_range is not None and prediction.cost is not None:
             low, high = tf.unstack(tf.cast(self.cost_range, tf.float32))
             prediction = dataclasses.replace(

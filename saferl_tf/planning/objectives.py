@@ -61,15 +61,15 @@ class TrajectoryModel:
     """
 
     def __init__(self, dynamics: DynamicsEnsemble, task: TaskFunctions | None = None,
-                 cost_range=None):  # fmt: skip
+                 cost_range=None, observation_bounds=None):  # fmt: skip
         require_signals(dynamics, task, "planning")
         self.dynamics = dynamics
         self.task = task
+        limits = dict(cost_range=cost_range, observation_bounds=observation_bounds)
         self.model_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
-                                  cost_range=cost_range, jit=False)  # fmt: skip
+                                  jit=False, **limits)  # fmt: skip
         self.sampling_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
-                                     push_std="total", cost_range=cost_range,
-                                     jit=False)  # fmt: skip
+                                     push_std="total", jit=False, **limits)  # fmt: skip
 
     def rollout(self, start, actions, eta=None, alpha=1.0):
         """Rewards and costs [N, H] of N sequences from one start state [O].
