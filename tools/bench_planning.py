@@ -9,7 +9,8 @@ interleaved over ``--repeats`` rounds (medians reported):
 2. model rollouts: particle-steps per second of ``ModelEnv.rollout_actions``
    (``--particles`` particles, horizon 20, TS-∞);
 3. planning: seconds per control step of each planning agent (``NAME`` at
-   its defaults, ``NAME:PRESET`` with a preset of saferl_tf/configs/cem.yaml,
+   its defaults, ``NAME:PRESET`` with a preset of saferl_tf/configs/cem.yaml
+   (``NAME:A+B`` stacks two),
    for example ``pessimistic:seed``), and the implied seconds of planning per
    200-step episode.
 
@@ -115,6 +116,7 @@ def time_planning(label: str, data, jit: bool) -> tuple[float, float]:
     from saferl_tf.config import build_config
 
     name, _, preset = label.partition(":")
+    preset = preset.replace("+", ",")  # NAME:A+B stacks presets A and B.
     cls = agent_class(name)
     config = build_config(cls.Config, preset_names(cls), preset, {"safety": True, "jit": jit})
     env = envs.make(ENV)
