@@ -90,19 +90,19 @@ def tensorflow_timers():
     y = rng.normal(size=(MEMBERS, BATCH, OUTPUTS)).astype(np.float32)
     # Normalization fitted to the same distribution: the step sees normalized data.
     ensemble.fit_normalization(x.reshape(-1, INPUTS), y.reshape(-1, OUTPUTS))
-    index = np.arange(MEMBERS * BATCH).reshape(MEMBERS, BATCH)
-    flat_x, flat_y = x.reshape(-1, INPUTS), y.reshape(-1, OUTPUTS)
+    # Fixed batches as tensors, as mbrl-lib's side gets them.
+    batch_x, batch_y = tf.constant(x), tf.constant(y)
     states = tf.constant(rng.normal(size=(FLAGS.particles, INPUTS)).astype(np.float32))
     propagate = tf.function(lambda s, seed: ensemble.propagate(s, "random", seed, True),
                             jit_compile=True)  # fmt: skip
     for _ in range(3):  # Warm-up and compilation.
-        ensemble._train_step(flat_x[index], flat_y[index]).numpy()
+        ensemble._train_step(batch_x, batch_y).numpy()
         propagate(states, tf.constant([0, 0])).numpy()
 
     def train() -> float:
         started = time.perf_counter()
         for _ in range(FLAGS.steps):
-            loss = ensemble._train_step(flat_x[index], flat_y[index])
+            loss = ensemble._train_step(batch_x, batch_y)
         loss.numpy()
         return time.perf_counter() - started
 
