@@ -103,3 +103,38 @@ def test_the_package_exports_the_searchers_lazily(python, subprocess_env):
     result = subprocess.run([python, "-c", code], capture_output=True, text=True,
                             env=subprocess_env)  # fmt: skip
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("fit_when", ["after_queries", "window_full"])
+def test_hyperparameters_are_fitted_when_the_setting_says(fit_when):
+    """'after_queries': after each round of queries once N > D; 'window_full' (the
+    published code): once per iteration, after the centre is told and before the
+    first query, and only when the window holds N_max = 5 D points."""
+    config = GIBOConfig(fit_when=fit_when, epsilon=None)
+    searcher = GIBOSearcher(np.full(2, 0.5), config, seed=1)
+    events = []
+    searcher._fit = lambda: events.append(("fit", len(searcher.y), searcher._queries_left))
+    rng = np.random.default_rng(0)
+    for _ in range(18):
+        point = searcher.ask()
+        searcher.tell(point, float(-np.sum((point - 0.7) ** 2) + rng.normal(0, 0.01)))
+    sizes = [size for _, size, _ in events]
+    if fit_when == "after_queries":
+        # Rounds of 1 centre + 2 queries: a fit after each, from N = 3 > D on.
+        assert sizes == [3, 6, 9, 10, 10, 10]
+        assert all(left == 0 for _, _, left in events)
+    else:
+        # The window (10 points) is full from the 10th evaluation on: the centres
+        # told at evaluations 10, 13 and 16, each before its 2 queries.
+        assert sizes == [10, 10, 10] and all(left == 2 for _, _, left in events)
+
+
+def test_without_epsilon_every_query_is_made():
+    searcher = GIBOSearcher(np.full(3, 0.5), GIBOConfig(epsilon=None, max_queries=3,
+                                                        fit_hyperparameters=False))  # fmt: skip
+    for _ in range(12):
+        point = searcher.ask()
+        searcher.tell(point, 0.0)  # A flat function: the trace still falls with each query.
+    assert searcher.steps == 3  # 3 rounds of 1 centre + 3 queries.
+    with pytest.raises(Exception, match="accepted: after_queries, window_full"):
+        GIBOSearcher(np.full(3, 0.5), GIBOConfig(fit_when="sometimes"))

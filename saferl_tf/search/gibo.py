@@ -27,8 +27,11 @@ import numpy as np
 import tensorflow as tf
 from scipy.optimize import minimize
 
+from saferl_tf.errors import ConfigError
 from saferl_tf.search import gradient_gp as gp
 from saferl_tf.search.interface import Searcher, checked_array
+
+FIT_WHEN = ("after_queries", "window_full")
 
 
 @dataclasses.dataclass
@@ -37,8 +40,14 @@ class GIBOConfig:
     delta: float = 0.2
     max_queries: int | None = None  # M; None: the dimension D.
     max_data: int | None = None  # N_max; None: 5 D; 0: keep every point.
-    epsilon: float = 0.1  # Stop querying when the trace would fall by less.
+    epsilon: float | None = 0.1  # Stop querying when the trace would fall by less; None: never.
     fit_hyperparameters: bool = True
+    # When the hyperparameters are fitted: "after_queries", after each round of
+    # queries once there are more than D points; "window_full", as the
+    # published code, once per iteration after theta is evaluated and before
+    # its queries, and only when the data window holds max_data points (until
+    # then the initial values stay).
+    fit_when: str = "after_queries"
     lengthscale: float = 0.1  # Initial (or fixed) lengthscale.
     lengthscale_bounds: tuple[float, float] = (0.01, 0.3)  # Uniform prior's support.
     outputscale: float = 2.0  # Initial (or fixed) signal variance.
@@ -59,6 +68,9 @@ class GIBOSearcher(Searcher):
 
     def __init__(self, initial, config: GIBOConfig | None = None, bounds=None, seed: int = 0):
         self.config = config or GIBOConfig()
+        if self.config.fit_when not in FIT_WHEN:
+            raise ConfigError(f"unknown fit_when {self.config.fit_when!r}; "
+                              f"accepted: {', '.join(FIT_WHEN)}")  # fmt: skip
         self.theta = np.asarray(initial, np.float64).copy()
         self.dimension = self.theta.shape[0]
         self.bounds = None if bounds is None else tuple(np.asarray(b, np.float64) for b in bounds)
@@ -89,6 +101,8 @@ class GIBOSearcher(Searcher):
             self.x, self.y = self.x[-self.max_data :], self.y[-self.max_data :]
         if self._queries_left == 0:  # The centre was evaluated: start querying.
             self._queries_left = self.max_queries
+            if self._fit_due("window_full"):
+                self._fit()
         else:
             self._queries_left -= 1
         if self._queries_left > 0:
@@ -165,7 +179,7 @@ class GIBOSearcher(Searcher):
         # An absolute threshold, as published. A relative one (a fraction of the
         # trace) stopped every query for D >= 10, where one point can only
         # remove about 1/D of the trace, and GIBO never left its start.
-        if trace_now - best_trace < self.config.epsilon:
+        if self.config.epsilon is not None and trace_now - best_trace < self.config.epsilon:
             return None
         return np.clip(best, low, high)
 
@@ -218,8 +232,16 @@ class GIBOSearcher(Searcher):
             else config.noise_variance
         )
 
+    def _fit_due(self, moment: str) -> bool:
+        config = self.config
+        if not config.fit_hyperparameters or config.fit_when != moment:
+            return False
+        if moment == "window_full":
+            return len(self.y) >= (self.max_data or len(self.y) + 1)
+        return len(self.y) > self.dimension
+
     def _step(self) -> None:
-        if self.config.fit_hyperparameters and len(self.y) > self.dimension:
+        if self._fit_due("after_queries"):
             self._fit()
         hyper = self._hyper()
         y = self._standardized_targets()
