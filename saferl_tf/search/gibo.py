@@ -30,8 +30,11 @@ from scipy.optimize import minimize
 from saferl_tf.errors import ConfigError
 from saferl_tf.search import gradient_gp as gp
 from saferl_tf.search.interface import Searcher, checked_array
+from saferl_tf.search.objectives import synthetic_lengthscale
 
 FIT_WHEN = ("after_queries", "window_full")
+LENGTHSCALE_PRIORS = ("bounds", "paper_synthetic")
+OUTPUTSCALE_PRIORS = ("normal", "uniform")
 
 
 @dataclasses.dataclass
@@ -50,8 +53,17 @@ class GIBOConfig:
     fit_when: str = "after_queries"
     lengthscale: float = 0.1  # Initial (or fixed) lengthscale.
     lengthscale_bounds: tuple[float, float] = (0.01, 0.3)  # Uniform prior's support.
+    # "bounds": the two settings above; "paper_synthetic": the published
+    # synthetic experiment's, uniform on 0.7 to 1.3 times the GP-sample
+    # functions' lengthscale for D (``objectives.synthetic_lengthscale``), from it.
+    lengthscale_prior: str = "bounds"
     outputscale: float = 2.0  # Initial (or fixed) signal variance.
-    outputscale_prior: tuple[float, float] = (2.0, 1.0)  # Normal(mean, std).
+    outputscale_prior: tuple[float, float] = (2.0, 1.0)  # Normal(mean, std), or (low, high).
+    outputscale_prior_kind: str = "normal"  # Or "uniform" on (low, high).
+    # The GP sees values standardized over the window (zero mean); False: the
+    # raw values with a constant mean fitted with the hyperparameters, and the
+    # gradient from the raw values (zero prior mean), as the published code.
+    standardize: bool = True
     noise_variance: float | None = None  # None: learned (from 0.01, at least 1e-4).
     normalize_gradient: bool = True
     candidates: int = 1024  # Random candidates for the acquisition, then refined.
@@ -68,9 +80,11 @@ class GIBOSearcher(Searcher):
 
     def __init__(self, initial, config: GIBOConfig | None = None, bounds=None, seed: int = 0):
         self.config = config or GIBOConfig()
-        if self.config.fit_when not in FIT_WHEN:
-            raise ConfigError(f"unknown fit_when {self.config.fit_when!r}; "
-                              f"accepted: {', '.join(FIT_WHEN)}")  # fmt: skip
+        for name, accepted in (("fit_when", FIT_WHEN), ("lengthscale_prior", LENGTHSCALE_PRIORS),
+                               ("outputscale_prior_kind", OUTPUTSCALE_PRIORS)):  # fmt: skip
+            if getattr(self.config, name) not in accepted:
+                raise ConfigError(f"unknown {name} {getattr(self.config, name)!r}; "
+                                  f"accepted: {', '.join(accepted)}")  # fmt: skip
         self.theta = np.asarray(initial, np.float64).copy()
         self.dimension = self.theta.shape[0]
         self.bounds = None if bounds is None else tuple(np.asarray(b, np.float64) for b in bounds)
@@ -80,8 +94,15 @@ class GIBOSearcher(Searcher):
         self.rng = np.random.default_rng(seed)
         self.x = np.zeros((0, self.dimension))
         self.y = np.zeros(0)
-        self.lengthscales = np.full(self.dimension, self.config.lengthscale)
+        self.lengthscale_bounds = tuple(self.config.lengthscale_bounds)
+        initial_lengthscale = self.config.lengthscale
+        if self.config.lengthscale_prior == "paper_synthetic":
+            scale = synthetic_lengthscale(self.dimension)
+            self.lengthscale_bounds = (0.7 * scale, 1.3 * scale)
+            initial_lengthscale = scale
+        self.lengthscales = np.full(self.dimension, initial_lengthscale)
         self.outputscale = self.config.outputscale
+        self.mean = 0.0  # The constant mean (raw values only).
         self.noise = self.config.noise_variance or 0.01
         self._queries_left = 0  # 0: the next ask is the centre theta.
         self._next_point: np.ndarray | None = None
@@ -118,7 +139,8 @@ class GIBOSearcher(Searcher):
         next_point = None if self._next_point is None else self._next_point.copy()
         return {"theta": self.theta.copy(), "x": self.x.copy(), "y": self.y.copy(),
                 "lengthscales": self.lengthscales.copy(), "outputscale": float(self.outputscale),
-                "noise": float(self.noise), "queries_left": self._queries_left,
+                "noise": float(self.noise), "mean": float(self.mean),
+                "queries_left": self._queries_left,
                 "next_point": next_point, "steps": self.steps,
                 "rng": self.rng.bit_generator.state}  # fmt: skip
 
@@ -129,6 +151,7 @@ class GIBOSearcher(Searcher):
         self.y = checked_array(state["y"], (len(self.x),), "y")
         self.lengthscales = checked_array(state["lengthscales"], (d,), "lengthscales")
         self.outputscale, self.noise = float(state["outputscale"]), float(state["noise"])
+        self.mean = float(state.get("mean", 0.0))  # States saved before it: 0.
         self._queries_left, self.steps = int(state["queries_left"]), int(state["steps"])
         next_point = state["next_point"]
         self._next_point = (
@@ -183,7 +206,9 @@ class GIBOSearcher(Searcher):
             return None
         return np.clip(best, low, high)
 
-    def _standardized_targets(self) -> np.ndarray:
+    def _targets(self) -> np.ndarray:
+        if not self.config.standardize:
+            return self.y
         # The GP (and the outputscale prior) sees standardized values: raw
         # returns may be on any scale, and a tiny spread drove the fitted
         # outputscale to zero and the lengthscales to their lower bound.
@@ -195,24 +220,34 @@ class GIBOSearcher(Searcher):
         bounds (a sigmoid keeps them inside), outputscale ~ Normal(mean, std),
         noise learned above 1e-4 unless fixed."""
         config = self.config
-        low, high = config.lengthscale_bounds
-        y = self._standardized_targets()
+        low, high = self.lengthscale_bounds
+        y = self._targets()
+        uniform = config.outputscale_prior_kind == "uniform"
         unit = np.clip((self.lengthscales - low) / (high - low), 1e-3, 1 - 1e-3)
+        if uniform:
+            out_low, out_high = config.outputscale_prior
+            out_unit = np.clip((self.outputscale - out_low) / (out_high - out_low), 1e-3, 1 - 1e-3)
+            raw_outputscale = float(np.log(out_unit / (1 - out_unit)))
+        else:
+            raw_outputscale = _inverse_softplus(max(self.outputscale, 1e-3))
         start = np.concatenate([
             np.log(unit / (1 - unit)),
-            [_inverse_softplus(max(self.outputscale, 1e-3))],
+            [raw_outputscale],
             [_inverse_softplus(max(self.noise - 1e-4, 1e-6))],
+            [self.mean],
         ])  # fmt: skip
         x_tensor, y_tensor = tf.constant(self.x), tf.constant(y)
         prior = tf.constant(config.outputscale_prior, tf.float64)
         bounds = tf.constant([low, high], tf.float64)
         learn_noise = tf.constant(config.noise_variance is None)
         fixed_noise = tf.constant(config.noise_variance or 0.0, tf.float64)
+        flags = tf.constant([uniform, not config.standardize])
 
         def loss_and_gradient(raw):
             loss, gradient = _map_loss_and_gradient(
-                tf.constant(raw), x_tensor, y_tensor, bounds, prior, learn_noise, fixed_noise
-            )
+                tf.constant(raw), x_tensor, y_tensor, bounds, prior, learn_noise, fixed_noise,
+                flags,
+            )  # fmt: skip
             return float(loss), gradient.numpy()
 
         try:
@@ -225,7 +260,13 @@ class GIBOSearcher(Searcher):
         raw = result.x
         d = self.dimension
         self.lengthscales = low + (high - low) * _sigmoid(raw[:d])
-        self.outputscale = float(np.logaddexp(0.0, raw[d]))
+        if uniform:
+            out_low, out_high = config.outputscale_prior
+            self.outputscale = float(out_low + (out_high - out_low) * _sigmoid(raw[d]))
+        else:
+            self.outputscale = float(np.logaddexp(0.0, raw[d]))
+        if not config.standardize:
+            self.mean = float(raw[d + 2])
         self.noise = (
             float(1e-4 + np.logaddexp(0.0, raw[d + 1]))
             if config.noise_variance is None
@@ -244,7 +285,9 @@ class GIBOSearcher(Searcher):
         if self._fit_due("after_queries"):
             self._fit()
         hyper = self._hyper()
-        y = self._standardized_targets()
+        # Raw values: the published gradient takes them as they are (the
+        # functions' prior mean is 0), ignoring the fitted constant.
+        y = self._targets()
         mean, _ = gp.gradient_posterior(tf.constant(self.theta), tf.constant(self.x),
                                         tf.constant(y), hyper)  # fmt: skip
         gradient = mean.numpy()
@@ -277,32 +320,41 @@ def _information_and_gradient(z, theta, x, lengthscales, signal_variance, noise_
 
 
 @tf.function(reduce_retracing=True)
-def _map_loss_and_gradient(raw, x, y, bounds, prior, learn_noise, fixed_noise):
+def _map_loss_and_gradient(raw, x, y, bounds, prior, learn_noise, fixed_noise, flags):
     """Negative log marginal likelihood minus log prior, and its gradient in ``raw``.
 
-    raw = [logit of lengthscales in their bounds (D), softplus^-1 outputscale,
-    softplus^-1 (noise - 1e-4)]. Traced once per data size.
+    raw = [logit of lengthscales in their bounds (D), the outputscale's
+    softplus^-1 (or its logit in the uniform prior's bounds), softplus^-1
+    (noise - 1e-4), the constant mean]. flags = [uniform outputscale prior,
+    fit the mean]. Traced once per data size.
     """
+    uniform, fit_mean = flags[0], flags[1]
     with tf.GradientTape() as tape:
         tape.watch(raw)
         dimension = tf.shape(x)[1]
         lengthscales = bounds[0] + (bounds[1] - bounds[0]) * tf.sigmoid(raw[:dimension])
-        outputscale = tf.nn.softplus(raw[dimension])
+        outputscale = tf.where(uniform,
+                               prior[0] + (prior[1] - prior[0]) * tf.sigmoid(raw[dimension]),
+                               tf.nn.softplus(raw[dimension]))  # fmt: skip
         noise = tf.where(learn_noise, 1e-4 + tf.nn.softplus(raw[dimension + 1]), fixed_noise)
+        constant = tf.where(fit_mean, raw[dimension + 2], tf.constant(0.0, tf.float64))
         hyper = gp.Hyperparameters(lengthscales, outputscale, noise)
         chol = gp.cholesky(x, hyper)
-        alpha = tf.linalg.cholesky_solve(chol, y[:, None])[:, 0]
+        centred = y - constant
+        alpha = tf.linalg.cholesky_solve(chol, centred[:, None])[:, 0]
         n = tf.cast(tf.shape(x)[0], tf.float64)
         log_likelihood = (
-            -0.5 * tf.reduce_sum(y * alpha)
+            -0.5 * tf.reduce_sum(centred * alpha)
             - tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol)))
             - 0.5 * n * tf.constant(np.log(2.0 * np.pi), tf.float64)
         )
         # The prior density in the unconstrained coordinate, as GPflow does it
         # (log-Jacobian of the softplus): without it the fit readily explained
         # every observation as noise, with the outputscale at zero.
-        log_prior = -0.5 * ((outputscale - prior[0]) / prior[1]) ** 2 + tf.math.log_sigmoid(
+        normal_prior = -0.5 * ((outputscale - prior[0]) / prior[1]) ** 2 + tf.math.log_sigmoid(
             raw[dimension]
         )
+        # A uniform prior is flat inside its bounds, which the sigmoid keeps.
+        log_prior = tf.where(uniform, tf.constant(0.0, tf.float64), normal_prior)
         loss = -(log_likelihood + log_prior)
     return loss, tape.gradient(loss, raw)
