@@ -230,3 +230,17 @@ def test_plot_search_groups_functions_and_averages_runs(python, subprocess_env, 
         capture_output=True, text=True, env=subprocess_env,
     )  # fmt: skip
     assert empty.returncode == 2 and empty.stderr.count("error:") == 1
+
+
+def test_set_takes_pairs_and_single_values():
+    from saferl_tf.cli.search import parse_set
+    from saferl_tf.errors import ConfigError
+    from saferl_tf.search.methods import method_config
+
+    items = "delta=0.1,lengthscale_bounds=0.01,0.5,epsilon=none".split(",")
+    values = parse_set(items)
+    assert values == {"delta": "0.1", "lengthscale_bounds": "0.01,0.5", "epsilon": "none"}
+    config = method_config("gibo", values)
+    assert config.lengthscale_bounds == (0.01, 0.5) and config.epsilon is None
+    with pytest.raises(ConfigError, match="is not KEY=VALUE"):
+        parse_set(["0.5", "delta=0.1"])

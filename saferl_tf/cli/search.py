@@ -33,7 +33,12 @@ def define_flags() -> None:
     )
     flags.DEFINE_integer("budget", 300, "Objective evaluations.")
     flags.DEFINE_integer("seed", 0, "Seed of the searcher, the noise and the environment.")
-    flags.DEFINE_list("set", [], "Searcher config values KEY=VALUE (e.g. delta=0.1,max_data=0).")
+    flags.DEFINE_list(
+        "set",
+        [],
+        "Searcher config values KEY=VALUE (e.g. delta=0.1,max_data=0; "
+        "a pair: lengthscale_bounds=0.01,0.5).",
+    )
     flags.DEFINE_string(
         "run_dir",
         None,
@@ -57,6 +62,25 @@ def define_flags() -> None:
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
+def parse_set(items) -> dict[str, str]:
+    """--set's comma-split items as {key: value}. An item without '=' continues
+    the value before it, so a pair takes both numbers: ``bounds=0.01,0.5``."""
+    from saferl_tf.errors import ConfigError
+
+    values: dict[str, str] = {}
+    key = None
+    for item in items:
+        name, separator, value = item.partition("=")
+        if separator and name.strip():
+            key = name.strip()
+            values[key] = value.strip()
+        elif key is not None and not separator:
+            values[key] += "," + item.strip()
+        else:
+            raise ConfigError(f"--set item {item!r} is not KEY=VALUE")
+    return values
+
+
 def run(argv: Sequence[str] | None = None) -> None:
     """The ``saferl-search`` entry point; ``argv`` as ``sys.argv`` (program name first)."""
     cli.launch(__doc__, define_flags, _search, argv)
@@ -70,12 +94,7 @@ def _search():
 
     run_dir = cli.run_dir_flag()
     cli.import_user_modules(FLAGS.imports)
-    values = {}
-    for item in FLAGS.set:
-        key, separator, value = item.partition("=")
-        if not separator or not key:
-            raise ConfigError(f"--set item {item!r} is not KEY=VALUE")
-        values[key.strip()] = value.strip()
+    values = parse_set(FLAGS.set)
     try:
         hidden = tuple(int(size) for size in FLAGS.hidden)
     except ValueError:
