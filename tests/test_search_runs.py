@@ -237,7 +237,7 @@ def test_set_takes_pairs_and_single_values():
     from saferl_tf.errors import ConfigError
     from saferl_tf.search.methods import method_config
 
-    items = "delta=0.1,lengthscale_bounds=0.01,0.5,epsilon=none".split(",")
+    items = ["delta=0.1", "lengthscale_bounds=0.01", "0.5", "epsilon=none"]
     values = parse_set(items)
     assert values == {"delta": "0.1", "lengthscale_bounds": "0.01,0.5", "epsilon": "none"}
     config = method_config("gibo", values)
