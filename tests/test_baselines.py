@@ -57,6 +57,22 @@ def test_ars_uses_every_direction_by_default():
     np.testing.assert_allclose(ars.theta, 0.5 / (2 * np.std(values)) * step)
 
 
+def test_ars_unbiased_std_as_published():
+    # One direction: sigma_R of [r+, r-] with ddof 1 is |r+ - r-| / sqrt(2), so
+    # each update is +-sqrt(2) * step * delta (the published torch.std), where
+    # ddof 0 gives 2 * step * delta.
+    steps = {}
+    for ddof in (0, 1):
+        ars = ARSSearcher(np.zeros(3), step_size=0.1, noise=0.1, directions=1, std_ddof=ddof,
+                          seed=5)  # fmt: skip
+        ars.tell(ars.ask(), 2.0)
+        delta = ars._deltas[0].copy()
+        ars.tell(ars.ask(), -1.0)
+        steps[ddof] = ars.theta / delta
+    np.testing.assert_allclose(steps[0], 0.1 * 2.0)
+    np.testing.assert_allclose(steps[1], 0.1 * np.sqrt(2.0))
+
+
 def test_cmaes_draws_from_its_own_generator():
     # Other code drawing from numpy's global generator between asks must not
     # change CMA-ES's points (a resume replays them and checks they agree).

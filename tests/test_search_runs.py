@@ -20,6 +20,7 @@ from saferl_tf.search.objectives import (
     cached_gp_sample_function,
     make_objective,
     parse_objective_spec,
+    synthetic_lengthscale,
 )
 
 
@@ -244,3 +245,31 @@ def test_set_takes_pairs_and_single_values():
     assert config.lengthscale_bounds == (0.01, 0.5) and config.epsilon is None
     with pytest.raises(ConfigError, match="is not KEY=VALUE"):
         parse_set(["0.5", "delta=0.1"])
+
+
+def test_presets_scale_with_the_dimension_and_set_overrides_them(tmp_path):
+    from saferl_tf.search.methods import method_config
+    from saferl_tf.search.presets import preset_values
+
+    length = {d: synthetic_lengthscale(d) for d in (4, 16)}
+    ars = {d: method_config("ars", preset_values("ars", "paper_synthetic", f"synthetic:{d}:0"))
+           for d in (4, 16)}  # fmt: skip
+    assert (ars[4].directions, ars[16].directions) == (1, 3)
+    assert ars[16].noise == pytest.approx(0.1 * length[16]) and ars[16].std_ddof == 1
+    cmaes = method_config("cmaes", preset_values("cmaes", "paper_synthetic", "synthetic:4:1"))
+    assert cmaes.sigma == pytest.approx(0.15 * length[4]) and not cmaes.bounded
+    oracle = method_config("gibo", preset_values("gibo", "oracle", "synthetic:16:0", 0.2))
+    assert not oracle.fit_hyperparameters and oracle.lengthscale == pytest.approx(length[16])
+    assert oracle.noise_variance == pytest.approx(0.04) and oracle.outputscale == 1.0
+    with pytest.raises(ConfigError, match="needs a synthetic:D:INDEX objective"):
+        preset_values("gibo", "oracle", "lqr")
+    with pytest.raises(UnknownNameError, match="did you mean paper_synthetic"):
+        preset_values("ars", "paper_synthetc", "synthetic:4:0")
+    # --set wins over the preset; the run folder names the preset.
+    settings = _settings(tmp_path, method="cmaes", preset="paper_synthetic_map",
+                         values={"sigma": "0.3"}, budget=3)  # fmt: skip
+    summary = run_search(settings)
+    run_dir = tmp_path / "runs" / "cmaes-paper_synthetic_map" / "synthetic-D2-f0" / "0"
+    record = json.loads((run_dir / "config.json").read_text())
+    assert summary["evaluations"] == 3 and record["searcher_config"]["sigma"] == 0.3
+    assert record["searcher_config"]["bounded"] is False

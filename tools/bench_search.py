@@ -28,7 +28,12 @@ from absl import app, flags
 flags.DEFINE_list("dimensions", ["4", "8", "16"], "Dimensions D of the synthetic functions.")
 flags.DEFINE_integer("functions", 3, "Functions per dimension (indices 0..N-1).")
 flags.DEFINE_list("seeds", ["0"], "Searcher/noise seeds per function.")
-flags.DEFINE_list("methods", ["ars", "cmaes", "gibo", "bo"], "Methods, run in this order.")
+flags.DEFINE_list(
+    "methods",
+    ["ars", "cmaes", "gibo", "bo"],
+    "Methods, run in this order; METHOD:PRESET runs a preset (saferl_tf/search/presets.py), "
+    "e.g. gibo:oracle, ars:paper_synthetic.",
+)
 flags.DEFINE_integer("budget", 300, "Evaluations per run.")
 flags.DEFINE_float("noise_std", 0.1, "Observation noise of the synthetic functions.")
 flags.DEFINE_integer("workers", 2, "Runs at once.")
@@ -44,8 +49,14 @@ def _finished(run_dir: Path) -> bool:
     return path.exists() and json.loads(path.read_text())["evaluations"] >= FLAGS.budget
 
 
-def _run(method: str, dimension: int, index: int, seed: str) -> tuple[str, float, int]:
-    run_dir = Path(FLAGS.results_dir) / method / f"synthetic-D{dimension}-f{index}" / seed
+def _label(spec: str) -> str:
+    """The run folder's method name: ``gibo``, ``gibo-oracle`` for ``gibo:oracle``."""
+    return spec.replace(":", "-", 1)
+
+
+def _run(spec: str, dimension: int, index: int, seed: str) -> tuple[str, float, int]:
+    method, _, preset = spec.partition(":")
+    run_dir = Path(FLAGS.results_dir) / _label(spec) / f"synthetic-D{dimension}-f{index}" / seed
     if _finished(run_dir):
         return str(run_dir), 0.0, 0
     command = [
@@ -53,7 +64,7 @@ def _run(method: str, dimension: int, index: int, seed: str) -> tuple[str, float
         f"--objective=synthetic:{dimension}:{index}", f"--budget={FLAGS.budget}",
         f"--seed={seed}", f"--noise_std={FLAGS.noise_std}", "--noprogress",
         f"--results_dir={FLAGS.results_dir}", f"--functions_dir={FLAGS.functions_dir}",
-    ]  # fmt: skip
+    ] + ([f"--preset={preset}"] if preset else [])  # fmt: skip
     started = time.perf_counter()
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
@@ -100,7 +111,7 @@ def report(dimensions: list[int]) -> None:
     for method in FLAGS.methods:
         cells = []
         for dimension in dimensions:
-            row = rows.get((f"synthetic-D{dimension}", method))
+            row = rows.get((f"synthetic-D{dimension}", _label(method)))
             cells.append(
                 f"{row.mean:.3f} ± {row.std:.3f} ({row.median:.3f}; n={row.runs})" if row else "-"
             )
@@ -112,7 +123,8 @@ def report(dimensions: list[int]) -> None:
         cells = []
         for dimension in dimensions:
             times = []
-            for path in Path(FLAGS.results_dir, method).glob(f"synthetic-D{dimension}-f*/*/"):
+            folder = Path(FLAGS.results_dir, _label(method))
+            for path in folder.glob(f"synthetic-D{dimension}-f*/*/"):
                 summary = path / "summary.json"
                 if summary.exists():
                     times.append(json.loads(summary.read_text())["searcher_seconds_per_evaluation"])

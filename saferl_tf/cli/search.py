@@ -40,6 +40,14 @@ def define_flags() -> None:
         "a pair: lengthscale_bounds=0.01,0.5).",
     )
     flags.DEFINE_string(
+        "preset",
+        None,
+        "Named searcher settings applied before --set: the published GIBO experiments' "
+        "(gibo: oracle, paper_synthetic, paper_synthetic_as_run, paper_swimmer, paper_hopper; "
+        "ars: paper_synthetic, paper_synthetic_map, paper_swimmer, paper_hopper; "
+        "cmaes: paper_synthetic, paper_synthetic_map; see saferl_tf/search/presets.py).",
+    )
+    flags.DEFINE_string(
         "run_dir",
         None,
         "The run folder (default: <results_dir>/<method>/<objective>/<seed>). "
@@ -58,6 +66,18 @@ def define_flags() -> None:
     flags.DEFINE_bool("bias", False, "Linear policy with an offset per action.")
     flags.DEFINE_bool("normalize", False, "Standardize observations with running statistics.")
     flags.DEFINE_integer("episode_length", None, "Environment objectives: step limit per episode.")
+    flags.DEFINE_float(
+        "reward_shift", 0.0, "Environment objectives: the searcher sees (r + shift) * scale."
+    )
+    flags.DEFINE_float("reward_scale", 1.0, "Environment objectives: see --reward_shift.")
+    flags.DEFINE_integer(
+        "iterate_every",
+        0,
+        "Every N evaluations (and after the last) measure the searcher's current parameters "
+        "apart from the budget: noise-free on synthetic functions, on episodes of their own "
+        "with the raw reward on environments (0: never).",
+    )
+    flags.DEFINE_integer("iterate_episodes", 1, "Episodes per --iterate_every measurement.")
     flags.DEFINE_list("imports", [], "Modules or .py files that register environments.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
@@ -105,6 +125,7 @@ def _search():
         budget=FLAGS.budget,
         seed=FLAGS.seed,
         values=values,
+        preset=FLAGS.preset,
         run_dir=run_dir,
         results_dir=FLAGS.results_dir,
         functions_dir=FLAGS.functions_dir,
@@ -115,6 +136,10 @@ def _search():
         bias=FLAGS.bias,
         normalize=FLAGS.normalize,
         episode_length=FLAGS.episode_length,
+        reward_shift=FLAGS.reward_shift,
+        reward_scale=FLAGS.reward_scale,
+        iterate_every=FLAGS.iterate_every,
+        iterate_episodes=FLAGS.iterate_episodes,
         progress=FLAGS.progress,
     )
     if FLAGS.dry_run:

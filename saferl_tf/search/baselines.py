@@ -4,7 +4,9 @@
   evaluates theta +- noise * delta_i for ``directions`` (N) Gaussian directions
   and steps along sum_i (r+_i - r-_i) delta_i over the ``top`` (b) best
   directions by max(r+, r-) (``top=None``: all N), divided by b and, with
-  ``scale_by_std``, by the standard deviation sigma_R of the 2b rewards used.
+  ``scale_by_std``, by the standard deviation sigma_R of the 2b rewards used
+  (``std_ddof=1``: the unbiased one, as the published GIBO code's torch.std;
+  with one direction it is sqrt(2) smaller than ddof 0's).
   Without that scaling this is basic random search; with it, ARS V1 (V1-t for
   b < N). V2 adds observation normalization, which belongs to the objective
   (``EpisodeObjective(normalize=True)``). The defaults (all directions,
@@ -40,12 +42,13 @@ from saferl_tf.search.interface import Searcher, checked_array
 class ARSSearcher(Searcher):
     def __init__(self, initial, step_size: float = 0.02, noise: float = 0.02,
                  directions: int = 8, top: int | None = None, scale_by_std: bool = True,
-                 seed: int = 0):  # fmt: skip
+                 std_ddof: int = 0, seed: int = 0):  # fmt: skip
         self.theta = np.asarray(initial, np.float64).copy()
         self.step_size, self.noise = step_size, noise
         self.directions = directions
         self.top = min(top or directions, directions)
         self.scale_by_std = scale_by_std
+        self.std_ddof = std_ddof
         self.rng = np.random.default_rng(seed)
         self._queue: list[np.ndarray] = []
         self._values: list[float] = []
@@ -70,7 +73,8 @@ class ARSSearcher(Searcher):
         minus = np.asarray(self._values[self.directions :])
         best = np.argsort(-np.maximum(plus, minus))[: self.top]
         used = np.concatenate([plus[best], minus[best]])
-        scale = used.std() if self.scale_by_std and used.std() > 0 else 1.0
+        spread = used.std(ddof=self.std_ddof) if len(used) > self.std_ddof else 0.0
+        scale = spread if self.scale_by_std and spread > 0 else 1.0
         direction = ((plus[best] - minus[best])[:, None] * self._deltas[best]).sum(0)
         self.theta = self.theta + self.step_size / (self.top * scale) * direction
         self._queue, self._values = [], []
@@ -200,6 +204,12 @@ class BOSearcher(Searcher):
         self._models_built_at: int | None = None  # Data size when Trieste built its GPs.
         self._points: list[np.ndarray] = []
         self._values: list[float] = []
+
+    def iterate(self) -> np.ndarray | None:
+        """The best point observed so far (BO keeps no iterate of its own)."""
+        if not self._values:
+            return None
+        return np.asarray(self._points[int(np.argmax(self._values))], np.float64).copy()
 
     def state(self) -> dict:
         size = len(self.low)

@@ -38,11 +38,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from saferl_tf import files
 from saferl_tf.config import config_to_dict
 from saferl_tf.errors import ConfigError, NonFiniteError
-from saferl_tf.search import methods
+from saferl_tf.search import methods, presets
 from saferl_tf.search import state as state_io
 from saferl_tf.search.objectives import make_objective, parse_objective_spec
 from saferl_tf.training.experiment import CONFIG_FILE, check_same_run
@@ -60,6 +61,7 @@ class SearchSettings:
     budget: int = 300
     seed: int = 0
     values: dict[str, str] = dataclasses.field(default_factory=dict)  # Searcher config.
+    preset: str | None = None  # Named values applied before ``values`` (``presets``).
     run_dir: str | None = None
     results_dir: str = "results/search"
     functions_dir: str = "results/synthetic_functions"
@@ -70,6 +72,13 @@ class SearchSettings:
     bias: bool = False
     normalize: bool = False
     episode_length: int | None = None
+    reward_shift: float = 0.0  # Environment objectives: the searcher sees (r + shift) * scale.
+    reward_scale: float = 1.0
+    # Every this many evaluations (and after the last), the searcher's current
+    # parameters are measured apart from the budget: noise-free on synthetic
+    # functions, on episodes of their own with the raw reward on environments.
+    iterate_every: int = 0
+    iterate_episodes: int = 1
     progress: bool = True
 
 
@@ -84,7 +93,19 @@ def run_dir_for(settings: SearchSettings) -> Path:
     if settings.run_dir:
         return Path(settings.run_dir)
     folder = objective_folder(settings.objective)
-    return Path(settings.results_dir) / settings.method / folder / str(settings.seed)
+    return Path(settings.results_dir) / method_label(settings) / folder / str(settings.seed)
+
+
+def method_label(settings: SearchSettings) -> str:
+    """The method's folder name: ``gibo``, or ``gibo-oracle`` with a preset."""
+    return f"{settings.method}-{settings.preset}" if settings.preset else settings.method
+
+
+def searcher_values(settings: SearchSettings) -> dict[str, str]:
+    """The preset's values, then ``--set``'s over them."""
+    preset = presets.preset_values(settings.method, settings.preset, settings.objective,
+                                   settings.noise_std)  # fmt: skip
+    return {**preset, **settings.values}
 
 
 def _check(settings: SearchSettings):
@@ -94,7 +115,14 @@ def _check(settings: SearchSettings):
         raise ConfigError(f"--episodes must be a positive integer, got {settings.episodes}")
     if settings.noise_std < 0:
         raise ConfigError(f"--noise_std must be >= 0, got {settings.noise_std}")
-    return methods.method_config(settings.method, settings.values)
+    if settings.iterate_every < 0 or settings.iterate_episodes < 1:
+        raise ConfigError(
+            f"--iterate_every must be >= 0 (0: never) and --iterate_episodes >= 1, got "
+            f"{settings.iterate_every} and {settings.iterate_episodes}"
+        )
+    if settings.reward_scale <= 0:
+        raise ConfigError(f"--reward_scale must be > 0, got {settings.reward_scale}")
+    return methods.method_config(settings.method, searcher_values(settings))
 
 
 def describe(settings: SearchSettings) -> str:
@@ -149,6 +177,14 @@ def _resume(saved: dict, settings: SearchSettings, searcher, objective, path: Pa
     return state
 
 
+def _iterate_metrics(settings: SearchSettings, searcher, objective) -> dict[str, float]:
+    iterate = searcher.iterate()
+    if iterate is None:
+        return {}
+    measured = objective.evaluate_iterate(iterate, episodes=settings.iterate_episodes)
+    return {f"search/{key}": value for key, value in measured.items()}
+
+
 def run_search(settings: SearchSettings) -> dict:
     """Runs (or resumes) the search described by ``settings``; returns its summary."""
 
@@ -176,9 +212,11 @@ def _run_search_locked(settings: SearchSettings, config, run_dir: Path, record: 
         settings.objective, seed=settings.seed, noise_std=settings.noise_std,
         episodes=settings.episodes, policy=settings.policy, hidden=settings.hidden,
         bias=settings.bias, normalize=settings.normalize,
-        episode_length=settings.episode_length, cache_dir=settings.functions_dir,
+        episode_length=settings.episode_length, reward_shift=settings.reward_shift,
+        reward_scale=settings.reward_scale, cache_dir=settings.functions_dir,
     )  # fmt: skip
-    searcher = methods.make_searcher(settings.method, objective, settings.seed, settings.values)
+    searcher = methods.make_searcher(settings.method, objective, settings.seed,
+                                     searcher_values(settings))  # fmt: skip
     if saved is not None:
         try:
             state = _resume(saved, settings, searcher, objective, state_path)
@@ -201,7 +239,10 @@ def _run_search_locked(settings: SearchSettings, config, run_dir: Path, record: 
     progress = Progress(settings.budget, state["evaluations"], settings.progress)
     stop: dict = {}
     try:
-        with stop_on_signals(stop):
+        # One BLAS thread: the searchers' linear algebra is tiny (at most a few
+        # hundred points), and with every core busy (a training run beside
+        # this one) OpenBLAS's spinning threads made GIBO 4-7x slower.
+        with stop_on_signals(stop), threadpool_limits(1, user_api="blas"):
             while state["evaluations"] < settings.budget:
                 started = time.perf_counter()
                 parameters = np.asarray(searcher.ask(), np.float64)
@@ -226,6 +267,9 @@ def _run_search_locked(settings: SearchSettings, config, run_dir: Path, record: 
                            "search/objective_seconds": evaluated - asked}  # fmt: skip
                 state["info"] = objective.info()
                 metrics.update({f"search/{k}": v for k, v in state["info"].items()})
+                every, done = settings.iterate_every, state["evaluations"]
+                if every and (done % every == 0 or done == settings.budget):
+                    metrics.update(_iterate_metrics(settings, searcher, objective))
                 logger.write(metrics, state["evaluations"])
                 state_io.save(run_dir, {**state, "method": settings.method,
                                         "objective_spec": settings.objective,

@@ -76,9 +76,16 @@ class GIBOSearcher(Searcher):
     Args:
       initial: theta_0 [D].
       bounds: (low [D], high [D]) the parameters stay within, or None.
+      coordinates: for parameters whose meaning changes during the search (a
+        linear policy on observations standardized with running statistics),
+        an object with ``to_raw(x [N, D]) -> [N, D]`` (the points as last
+        evaluated, in fixed coordinates) and ``from_raw`` (back, as of now),
+        e.g. ``EpisodeObjective``. The data are then kept in raw coordinates
+        and re-expressed before each use, as the published code does.
     """
 
-    def __init__(self, initial, config: GIBOConfig | None = None, bounds=None, seed: int = 0):
+    def __init__(self, initial, config: GIBOConfig | None = None, bounds=None, seed: int = 0,
+                 coordinates=None):  # fmt: skip
         self.config = config or GIBOConfig()
         for name, accepted in (("fit_when", FIT_WHEN), ("lengthscale_prior", LENGTHSCALE_PRIORS),
                                ("outputscale_prior_kind", OUTPUTSCALE_PRIORS)):  # fmt: skip
@@ -94,6 +101,8 @@ class GIBOSearcher(Searcher):
         self.rng = np.random.default_rng(seed)
         self.x = np.zeros((0, self.dimension))
         self.y = np.zeros(0)
+        self.coordinates = coordinates
+        self.raw_x = np.zeros((0, self.dimension))  # With ``coordinates`` only.
         self.lengthscale_bounds = tuple(self.config.lengthscale_bounds)
         initial_lengthscale = self.config.lengthscale
         if self.config.lengthscale_prior == "paper_synthetic":
@@ -106,6 +115,7 @@ class GIBOSearcher(Searcher):
         self.noise = self.config.noise_variance or 0.01
         self._queries_left = 0  # 0: the next ask is the centre theta.
         self._next_point: np.ndarray | None = None
+        self._last_query = False  # The next point is the round's last (epsilon).
         self.steps = 0
 
     # --- ask / tell ------------------------------------------------------------
@@ -116,20 +126,26 @@ class GIBOSearcher(Searcher):
         return self._next_point.copy()
 
     def tell(self, parameters, value) -> None:
-        self.x = np.vstack([self.x, np.asarray(parameters, np.float64)[None, :]])
+        point = np.asarray(parameters, np.float64)[None, :]
+        self.x = np.vstack([self.x, point])
         self.y = np.append(self.y, float(value))
+        if self.coordinates is not None:
+            self.raw_x = np.vstack([self.raw_x, self.coordinates.to_raw(point)])
         if self.max_data and len(self.y) > self.max_data:
             self.x, self.y = self.x[-self.max_data :], self.y[-self.max_data :]
+            self.raw_x = self.raw_x[-self.max_data :]
+        if self.coordinates is not None:
+            self.x = self.coordinates.from_raw(self.raw_x)
         if self._queries_left == 0:  # The centre was evaluated: start querying.
             self._queries_left = self.max_queries
             if self._fit_due("window_full"):
                 self._fit()
         else:
             self._queries_left -= 1
+            if self._last_query:
+                self._queries_left = 0
         if self._queries_left > 0:
             self._next_point = self._best_query()
-            if self._next_point is None:
-                self._queries_left = 0
         if self._queries_left == 0:
             self._step()
 
@@ -142,6 +158,7 @@ class GIBOSearcher(Searcher):
                 "noise": float(self.noise), "mean": float(self.mean),
                 "queries_left": self._queries_left,
                 "next_point": next_point, "steps": self.steps,
+                "last_query": self._last_query, "raw_x": self.raw_x.copy(),
                 "rng": self.rng.bit_generator.state}  # fmt: skip
 
     def load_state(self, state: dict) -> None:
@@ -153,6 +170,11 @@ class GIBOSearcher(Searcher):
         self.outputscale, self.noise = float(state["outputscale"]), float(state["noise"])
         self.mean = float(state.get("mean", 0.0))  # States saved before it: 0.
         self._queries_left, self.steps = int(state["queries_left"]), int(state["steps"])
+        self._last_query = bool(state.get("last_query", False))  # Absent in older states.
+        raw_x = state.get("raw_x", np.zeros((0, d)))
+        self.raw_x = checked_array(raw_x, (None, d), "raw_x")
+        if self.coordinates is not None and len(self.raw_x) != len(self.x):
+            raise ValueError(f"{len(self.raw_x)} raw points for {len(self.x)} points")
         next_point = state["next_point"]
         self._next_point = (
             None if next_point is None else checked_array(next_point, (d,), "next_point")
@@ -175,8 +197,8 @@ class GIBOSearcher(Searcher):
             low, high = np.maximum(low, self.bounds[0]), np.minimum(high, self.bounds[1])
         return low, high
 
-    def _best_query(self) -> np.ndarray | None:
-        """The box point that most reduces the gradient's covariance trace, or None."""
+    def _best_query(self) -> np.ndarray:
+        """The box point that most reduces the gradient's covariance trace."""
         hyper = self._hyper()
         theta, x = tf.constant(self.theta), tf.constant(self.x)
         chol = gp.cholesky(x, hyper)
@@ -199,11 +221,13 @@ class GIBOSearcher(Searcher):
                               bounds=list(zip(low, high)), options={"maxiter": 20})  # fmt: skip
             if np.isfinite(result.fun) and result.fun < best_trace:
                 best, best_trace = result.x, float(result.fun)
-        # An absolute threshold, as published. A relative one (a fraction of the
-        # trace) stopped every query for D >= 10, where one point can only
-        # remove about 1/D of the trace, and GIBO never left its start.
-        if self.config.epsilon is not None and trace_now - best_trace < self.config.epsilon:
-            return None
+        # As published: the reduction is an absolute amount (a relative one, a
+        # fraction of the trace, stopped every query for D >= 10, where one
+        # point removes about 1/D of it), the round's first query is always
+        # made, and the query that falls short is still evaluated, as the last.
+        first = self._queries_left == self.max_queries
+        epsilon = self.config.epsilon
+        self._last_query = not first and epsilon is not None and trace_now - best_trace < epsilon
         return np.clip(best, low, high)
 
     def _targets(self) -> np.ndarray:

@@ -2,6 +2,7 @@
 
     searcher.ask() -> parameters [D]          # the next point to evaluate
     searcher.tell(parameters, value)          # its (noisy) value, to maximize
+    searcher.iterate() -> parameters [D] | None  # the current estimate, if it has one
     result = searcher.run(objective, budget)  # budget = objective calls
 
     saved = searcher.state()                  # JSON values and numpy arrays
@@ -51,6 +52,12 @@ class Searcher:
 
     def tell(self, parameters: np.ndarray, value: float) -> None:
         raise NotImplementedError
+
+    def iterate(self) -> np.ndarray | None:
+        """The current parameter estimate (GIBO's and ARS's theta, CMA-ES's mean),
+        or None for a method without one."""
+        theta = getattr(self, "theta", None)
+        return None if theta is None else np.asarray(theta, np.float64).copy()
 
     def state(self) -> dict:
         """Everything the next asks depend on, as JSON values and numpy arrays."""

@@ -31,12 +31,14 @@ class ARSConfig:
     directions: int = 8
     top: int | None = None  # b best directions (the -t variants); None: all of them.
     scale_by_std: bool = True  # Divide by sigma_R (ARS); false: basic random search.
+    std_ddof: int = 0  # sigma_R's delta degrees of freedom (1: unbiased, as torch.std).
 
 
 @dataclasses.dataclass
 class CMAESConfig:
     sigma: float = 0.2
     population: int | None = None  # None: cma's default 4 + 3 ln D.
+    bounded: bool = True  # Keep samples in the objective's box (false: unbounded, as published).
 
 
 @dataclasses.dataclass
@@ -68,11 +70,13 @@ def make_searcher(method: str, objective, seed: int = 0, values: Mapping[str, st
     config = method_config(method, values)
     initial, bounds = objective.initial, objective.bounds
     if method == "gibo":
-        return GIBOSearcher(initial, config, bounds=bounds, seed=seed)
+        coordinates = objective if getattr(objective, "reexpresses_parameters", False) else None
+        return GIBOSearcher(initial, config, bounds=bounds, seed=seed, coordinates=coordinates)
     if method == "ars":
         return ARSSearcher(initial, seed=seed, **config_to_dict(config))
     if method == "cmaes":
-        return CMAESSearcher(initial, config.sigma, config.population, bounds, seed)
+        return CMAESSearcher(initial, config.sigma, config.population,
+                             bounds if config.bounded else None, seed)  # fmt: skip
     if config.low is not None and config.high is not None:
         if not config.low < config.high:
             raise ConfigError(f"bo needs low < high, got low={config.low} high={config.high}")

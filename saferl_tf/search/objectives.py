@@ -176,6 +176,16 @@ class SyntheticObjective:
             "normalized_regret": (self.max_value - self.best_true) / gap if gap > 0 else 0.0,
         }
 
+    def evaluate_iterate(self, parameters, episodes: int = 1) -> dict[str, float]:
+        """The noise-free value and normalized regret of a searcher's current
+        parameters (the published synthetic figure's regret is over these);
+        ``episodes`` is for the interface's sake (noise-free: one is exact)."""
+        del episodes
+        value = float(self.function(np.asarray(parameters, np.float64))[0])
+        gap = self.max_value - self.initial_value
+        regret = (self.max_value - value) / gap if gap > 0 else 0.0
+        return {"iterate_value": value, "iterate_regret": regret}
+
     def state(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "best_true": self.best_true}
 
@@ -215,6 +225,7 @@ def parse_objective_spec(spec: str) -> tuple[str, tuple]:
 def make_objective(spec: str, *, seed: int = 0, noise_std: float = 0.1, episodes: int = 1,
                    policy: str = "linear", hidden: tuple[int, ...] = (16,), bias: bool = False,
                    normalize: bool = False, episode_length: int | None = None,
+                   reward_shift: float = 0.0, reward_scale: float = 1.0,
                    cache_dir: str | Path | None = None):  # fmt: skip
     """The objective a spec names (see the module docstring)."""
     kind, arguments = parse_objective_spec(spec)
@@ -227,4 +238,5 @@ def make_objective(spec: str, *, seed: int = 0, noise_std: float = 0.1, episodes
         raise ConfigError(f"unknown policy {policy!r}; accepted: linear, mlp")
     return EpisodeObjective(arguments[0], policy=policy, hidden=hidden, bias=bias,
                             episodes=episodes, normalize=normalize, seed=seed,
+                            reward_shift=reward_shift, reward_scale=reward_scale,
                             episode_length=episode_length)  # fmt: skip

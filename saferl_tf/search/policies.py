@@ -12,6 +12,14 @@ the argmax of its outputs otherwise; for a Box the outputs are clipped to its
 bounds. ``normalize=True`` standardizes observations with running statistics
 (as ARS v2 and GIBO do for MuJoCo tasks); the statistics are updated from the
 episodes of every evaluation.
+
+The value a searcher sees is the return of (reward + ``reward_shift``) *
+``reward_scale`` per step: the published GIBO code fits its GP to raw values
+with a fixed noise, so it scales rewards to the noise's units (Swimmer r / 350;
+Hopper (r - 1) / 1000, the alive bonus removed). ``info()`` keeps the raw
+return beside it, and ``evaluate_iterate`` measures a searcher's current
+parameters on separate episodes with the raw reward and frozen statistics
+(what the published figures plot).
 """
 
 from __future__ import annotations
@@ -47,6 +55,24 @@ class LinearPolicy(FlatPolicy):
         super().__init__()
         self.weights = tf.Variable(tf.zeros([observation_size, output_size], tf.float64))
         self.bias = tf.Variable(tf.zeros([output_size], tf.float64)) if bias else None
+        # Where each weight and offset sits in the flat vector (tf.Module's order).
+        self.set_flat(np.arange(self.size, dtype=np.float64))
+        self._weight_index = self.weights.numpy().astype(np.int64)  # [O, A]
+        self._bias_index = None if self.bias is None else self.bias.numpy().astype(np.int64)
+        self.set_flat(np.zeros(self.size))
+
+    def split(self, parameters: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """parameters [..., P] -> (weights [..., O, A], bias [..., A] or None)."""
+        bias = None if self._bias_index is None else parameters[..., self._bias_index]
+        return parameters[..., self._weight_index], bias
+
+    def join(self, weights: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """The inverse of ``split``."""
+        parameters = np.zeros((*weights.shape[:-2], self.size))
+        parameters[..., self._weight_index] = weights
+        if bias is not None:
+            parameters[..., self._bias_index] = bias
+        return parameters
 
     def __call__(self, observation):
         output = tf.convert_to_tensor(observation, tf.float64) @ self.weights
@@ -91,7 +117,8 @@ class EpisodeObjective:
 
     def __init__(self, env_id: str, policy: FlatPolicy | str | None = None,
                  episodes: int = 1, normalize: bool = False, seed: int = 0,
-                 hidden: tuple[int, ...] = (16,), bias: bool = False, **make_kwargs):  # fmt: skip
+                 hidden: tuple[int, ...] = (16,), bias: bool = False, reward_shift: float = 0.0,
+                 reward_scale: float = 1.0, **make_kwargs):  # fmt: skip
         from saferl_tf.envs import make
 
         self.env = make(env_id, seed=seed, **make_kwargs)
@@ -111,57 +138,132 @@ class EpisodeObjective:
         self.seed = seed
         self._count, self._mean, self._m2 = 0, np.zeros(size), np.zeros(size)
         self._episodes_run = 0
-        self.last_cost = 0.0
+        self._iterate_episodes_run = 0
+        self.reward_shift, self.reward_scale = float(reward_shift), float(reward_scale)
+        self.last_cost = self.last_return = 0.0
+        self._linear = isinstance(policy, LinearPolicy)
+        self._evaluated_under = self._statistics()
+
+    def _std(self):
+        return np.sqrt(self._m2 / max(self._count - 1, 1)) if self._count > 1 else 1.0
 
     def _action(self, observation: np.ndarray):
         observation = observation.astype(np.float64).ravel()
         if self.normalize:
-            std = np.sqrt(self._m2 / max(self._count - 1, 1)) if self._count > 1 else 1.0
-            observation = (observation - self._mean) / np.maximum(std, 1e-8)
-        output = self.policy(observation[None])[0].numpy()
+            observation = (observation - self._mean) / np.maximum(self._std(), 1e-8)
+        if self._linear:  # NumPy: a TensorFlow call per step cost more than the physics.
+            output = observation @ self._weights
+            if self._bias is not None:
+                output = output + self._bias
+        else:
+            output = self.policy(observation[None])[0].numpy()
         space = self.env.action_space
         if isinstance(space, spaces.Discrete):
             return int(output[0] > 0) if space.n == 2 else int(np.argmax(output))
         return np.clip(output, space.low, space.high).reshape(space.shape)
 
     def _update_statistics(self, observations: np.ndarray) -> None:
-        for observation in observations:  # Welford's running mean and variance.
-            self._count += 1
-            delta = observation - self._mean
-            self._mean += delta / self._count
-            self._m2 += delta * (observation - self._mean)
+        # Chan et al.'s merge of the batch's moments into the running ones: the
+        # same as Welford's update one observation at a time, in one step.
+        count = len(observations)
+        if count == 0:
+            return
+        batch_mean = observations.mean(0)
+        batch_m2 = ((observations - batch_mean) ** 2).sum(0)
+        total = self._count + count
+        delta = batch_mean - self._mean
+        self._mean = self._mean + delta * count / total
+        self._m2 = self._m2 + batch_m2 + delta**2 * self._count * count / total
+        self._count = total
+
+    def _episode(self, seed: int) -> tuple[float, float, float, np.ndarray]:
+        """One episode: (shifted and scaled return, raw return, cost, observations)."""
+        observation, _ = self.env.reset(seed=seed)
+        seen, scaled, raw, cost, done = [], 0.0, 0.0, 0.0, False
+        while not done:
+            seen.append(observation.astype(np.float64).ravel())
+            observation, reward, step_cost, terminated, truncated, _ = self.env.step(
+                self._action(observation)
+            )
+            raw += reward
+            scaled += (reward + self.reward_shift) * self.reward_scale
+            cost += step_cost
+            done = terminated or truncated
+        return scaled, raw, cost, np.asarray(seen)
+
+    def _set(self, parameters) -> None:
+        self.policy.set_flat(parameters)
+        if self._linear:
+            self._weights = self.policy.weights.numpy()
+            self._bias = None if self.policy.bias is None else self.policy.bias.numpy()
+
+    @property
+    def reexpresses_parameters(self) -> bool:
+        """Whether ``to_raw``/``from_raw`` apply: a linear policy with an offset on
+        normalized observations (without the offset, the normalization's shift
+        has no parameter to go into)."""
+        return self.normalize and self._linear and self.policy.bias is not None
+
+    def to_raw(self, parameters: np.ndarray) -> np.ndarray:
+        """parameters [..., P], as evaluated last (under the statistics that
+        evaluation used) -> the same policy on raw observations [..., P]:
+        W (s - mu) / sigma + b = (W / sigma) s + (b - (mu / sigma) W)."""
+        mean, std = self._evaluated_under
+        weights, bias = self.policy.split(np.asarray(parameters, np.float64))
+        raw_weights = weights / std[:, None]
+        return self.policy.join(raw_weights, bias - np.einsum("o,...oa->...a", mean, raw_weights))
+
+    def from_raw(self, raw: np.ndarray) -> np.ndarray:
+        """The inverse of ``to_raw`` under the current statistics (those the next
+        evaluation uses)."""
+        mean, std = self._statistics()
+        raw_weights, raw_bias = self.policy.split(np.asarray(raw, np.float64))
+        bias = raw_bias + np.einsum("o,...oa->...a", mean, raw_weights)
+        return self.policy.join(raw_weights * std[:, None], bias)
+
+    def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        size = self._mean.shape[0]
+        return self._mean.copy(), np.maximum(np.broadcast_to(self._std(), (size,)), 1e-8)
 
     def __call__(self, parameters) -> float:
-        self.policy.set_flat(parameters)
-        returns, costs = [], []
+        self._set(parameters)
+        self._evaluated_under = self._statistics()
+        values, returns, costs = [], [], []
         for _ in range(self.episodes):
-            observation, _ = self.env.reset(seed=self.seed * 100_003 + self._episodes_run)
+            value, raw, cost, seen = self._episode(self.seed * 100_003 + self._episodes_run)
             self._episodes_run += 1
-            seen, total_return, total_cost, done = [], 0.0, 0.0, False
-            while not done:
-                seen.append(observation.astype(np.float64).ravel())
-                observation, reward, cost, terminated, truncated, _ = self.env.step(
-                    self._action(observation)
-                )
-                total_return += reward
-                total_cost += cost
-                done = terminated or truncated
-            returns.append(total_return)
-            costs.append(total_cost)
+            values.append(value)
+            returns.append(raw)
+            costs.append(cost)
             if self.normalize:
-                self._update_statistics(np.asarray(seen))
-        self.last_cost = float(np.mean(costs))
-        return float(np.mean(returns))
+                self._update_statistics(seen)
+        self.last_cost, self.last_return = float(np.mean(costs)), float(np.mean(returns))
+        return float(np.mean(values))
+
+    def evaluate_iterate(self, parameters, episodes: int = 1) -> dict[str, float]:
+        """The raw mean return and cost of ``parameters`` on episodes of their own
+        (seeds apart from the search's), leaving the statistics as they are."""
+        self._set(parameters)
+        returns, costs = [], []
+        for _ in range(episodes):
+            seed = 2**31 - 1 - (self.seed * 100_003 + self._iterate_episodes_run)
+            self._iterate_episodes_run += 1
+            _, raw, cost, _ = self._episode(seed)
+            returns.append(raw)
+            costs.append(cost)
+        return {"iterate_return": float(np.mean(returns)), "iterate_cost": float(np.mean(costs))}
 
     def info(self) -> dict[str, float]:
-        return {"episode_cost": self.last_cost}
+        return {"episode_return": self.last_return, "episode_cost": self.last_cost}
 
     def state(self) -> dict:
         return {"count": self._count, "mean": self._mean.copy(), "m2": self._m2.copy(),
-                "episodes_run": self._episodes_run}  # fmt: skip
+                "episodes_run": self._episodes_run,
+                "iterate_episodes_run": self._iterate_episodes_run}  # fmt: skip
 
     def load_state(self, state: dict) -> None:
         self._count, self._episodes_run = state["count"], state["episodes_run"]
+        self._iterate_episodes_run = state.get("iterate_episodes_run", 0)  # Older states: 0.
         self._mean, self._m2 = state["mean"].copy(), state["m2"].copy()
 
     def close(self) -> None:
