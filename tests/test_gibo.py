@@ -153,3 +153,98 @@ def test_epsilon_stops_after_the_query_that_falls_short(epsilon, round_size):
         steps_after_each_tell.append(searcher.steps)
     expected = [(i + 1) // round_size for i in range(3 * round_size)]
     assert steps_after_each_tell == expected
+
+
+
+def test_the_map_loss_with_a_constant_mean_against_scipy():
+    """Raw values, a fitted constant mean, a uniform outputscale prior (flat
+    inside its bounds): the loss is the negative log density of the data."""
+    import tensorflow as tf
+    from scipy.stats import multivariate_normal
+
+    from saferl_tf.search.gibo import _map_loss_and_gradient
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(12, 3)), rng.normal(3.0, 1.0, 12)
+    lengthscales, outputscale, noise, mean = np.array([0.2, 0.4, 0.3]), 1.7, 0.05, 2.5
+    bounds, prior = (0.1, 0.5), (0.1, 5.0)
+    logit = lambda v, lo, hi: np.log((v - lo) / (hi - v))  # noqa: E731
+    raw = np.concatenate([logit(lengthscales, *bounds), [logit(outputscale, *prior)],
+                          [np.log(np.expm1(noise - 1e-4))], [mean]])  # fmt: skip
+    loss, gradient = _map_loss_and_gradient(
+        tf.constant(raw), tf.constant(x), tf.constant(y), tf.constant(bounds, tf.float64),
+        tf.constant(prior, tf.float64), tf.constant(True), tf.constant(0.0, tf.float64),
+        tf.constant([True, True]),
+    )  # fmt: skip
+    squared = (((x[:, None, :] - x[None, :, :]) / lengthscales) ** 2).sum(-1)
+    covariance = outputscale * np.exp(-0.5 * squared) + noise * np.eye(12)
+    expected = -multivariate_normal(np.full(12, mean), covariance).logpdf(y)
+    assert float(loss) == pytest.approx(expected, rel=1e-9)
+    assert abs(float(gradient[-1])) > 0  # The mean is fitted.
+
+
+def test_the_published_priors_and_raw_values_keep_their_bounds_and_resume():
+    from saferl_tf.search.objectives import synthetic_lengthscale
+
+    config = GIBOConfig(lengthscale_prior="paper_synthetic", outputscale_prior_kind="uniform",
+                        outputscale_prior=(0.1, 5.0), outputscale=2.55, standardize=False,
+                        noise_variance=0.01, fit_when="window_full", epsilon=None)  # fmt: skip
+    searcher = GIBOSearcher(np.full(4, 0.5), config, seed=3)
+    scale = synthetic_lengthscale(4)
+    assert searcher.lengthscale_bounds == pytest.approx((0.7 * scale, 1.3 * scale))
+    np.testing.assert_allclose(searcher.lengthscales, scale)
+    rng = np.random.default_rng(1)
+    for _ in range(45):  # The window (20 points) fills at the 20th evaluation.
+        point = searcher.ask()
+        searcher.tell(point, float(5.0 - np.sum((point - 0.6) ** 2) + rng.normal(0, 0.1)))
+    assert np.all((searcher.lengthscales >= 0.7 * scale - 1e-9)
+                  & (searcher.lengthscales <= 1.3 * scale + 1e-9))  # fmt: skip
+    assert 0.1 <= searcher.outputscale <= 5.0
+    assert searcher.noise == 0.01
+    assert searcher.mean > 1.0  # Fitted to the raw values (about 5).
+    resumed = GIBOSearcher(np.full(4, 0.5), config, seed=3)
+    resumed.load_state(searcher.state())
+    assert resumed.mean == searcher.mean
+    np.testing.assert_array_equal(resumed.ask(), searcher.ask())
+    old_state = searcher.state()
+    old_state.pop("mean")  # Saved before the constant mean existed.
+    resumed.load_state(old_state)
+    assert resumed.mean == 0.0
+
+
+def test_the_fit_recovers_a_known_gps_hyperparameters_with_the_noise_fixed():
+    """Data drawn from a GP with lengthscales (0.15, 0.45), outputscale 1.5 and
+    noise 0.01: the MAP fit (flat priors wide around the truth) lands near it
+    and leaves the configured noise as it is."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(size=(160, 2))
+    truth, outputscale, noise = np.array([0.15, 0.45]), 1.5, 0.01
+    squared = (((x[:, None, :] - x[None, :, :]) / truth) ** 2).sum(-1)
+    covariance = outputscale * np.exp(-0.5 * squared) + noise * np.eye(len(x))
+    y = np.linalg.cholesky(covariance) @ rng.normal(size=len(x))
+    config = GIBOConfig(lengthscale_bounds=(0.02, 1.0), outputscale_prior_kind="uniform",
+                        outputscale_prior=(0.1, 10.0), max_data=0)  # fmt: skip
+    searcher = GIBOSearcher(np.full(2, 0.5), config)
+    searcher.x, searcher.y = x, y
+    searcher._fit()
+    np.testing.assert_allclose(searcher.lengthscales, truth, rtol=0.3)
+    assert 0.5 * outputscale <= searcher.outputscale <= 2.0 * outputscale
+    assert searcher.noise == 0.01 and abs(searcher.mean) < 1.0
+
+
+def test_the_defaults_are_the_published_fitting():
+    from saferl_tf.search.methods import make_searcher
+    from saferl_tf.search.objectives import make_objective, synthetic_lengthscale
+
+    config = GIBOConfig()
+    assert (config.fit_when, config.epsilon, config.noise_variance, config.standardize) == (
+        "window_full", None, 0.01, False)  # fmt: skip
+    # "auto": the synthetic experiment's prior on its functions, the RL prior elsewhere.
+    synthetic = make_searcher("gibo", make_objective("synthetic:8:0", cache_dir=None), seed=0)
+    assert synthetic.prior == "paper_synthetic"
+    np.testing.assert_allclose(synthetic.lengthscales, synthetic_lengthscale(8))
+    plain = GIBOSearcher(np.zeros(3))
+    assert plain.prior == "bounds" and plain.lengthscale_bounds == (0.01, 0.3)
+    np.testing.assert_allclose(plain.lengthscales, 0.155)  # The prior's midpoint, as published.
+    with pytest.raises(Exception, match="lengthscale_bounds must be 0 < low < high"):
+        GIBOSearcher(np.zeros(3), GIBOConfig(lengthscale_bounds=(0.3, 0.1)))

@@ -22,6 +22,7 @@ state; GIBO draws nothing from TensorFlow's random ops), so a searcher that
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -33,38 +34,46 @@ from saferl_tf.search.interface import Searcher, checked_array
 from saferl_tf.search.objectives import synthetic_lengthscale
 
 FIT_WHEN = ("after_queries", "window_full")
-LENGTHSCALE_PRIORS = ("bounds", "paper_synthetic")
+LENGTHSCALE_PRIORS = ("auto", "bounds", "paper_synthetic")
 OUTPUTSCALE_PRIORS = ("normal", "uniform")
 
 
 @dataclasses.dataclass
 class GIBOConfig:
+    """The defaults are the published code's fitting (sarmueller/gibo): a fixed
+    noise, raw values with a fitted constant mean, a fit only once the data
+    window is full, every query made (no epsilon, as in the paper's figures)."""
+
     learning_rate: float = 0.25
     delta: float = 0.2
     max_queries: int | None = None  # M; None: the dimension D.
     max_data: int | None = None  # N_max; None: 5 D; 0: keep every point.
-    epsilon: float | None = 0.1  # Stop querying when the trace would fall by less; None: never.
+    epsilon: float | None = None  # Stop querying when the trace would fall by less; None: never.
     fit_hyperparameters: bool = True
-    # When the hyperparameters are fitted: "after_queries", after each round of
-    # queries once there are more than D points; "window_full", as the
-    # published code, once per iteration after theta is evaluated and before
-    # its queries, and only when the data window holds max_data points (until
-    # then the initial values stay).
-    fit_when: str = "after_queries"
-    lengthscale: float = 0.1  # Initial (or fixed) lengthscale.
+    # When the hyperparameters are fitted: "window_full", as the published
+    # code, once per iteration after theta is evaluated and before its
+    # queries, and only when the data window holds max_data points (until then
+    # the initial values stay); "after_queries", after each round of queries
+    # once there are more than D points (this package's earlier default).
+    fit_when: str = "window_full"
+    lengthscale: float | None = None  # Initial (or fixed); None: the prior's midpoint.
     lengthscale_bounds: tuple[float, float] = (0.01, 0.3)  # Uniform prior's support.
-    # "bounds": the two settings above; "paper_synthetic": the published
-    # synthetic experiment's, uniform on 0.7 to 1.3 times the GP-sample
-    # functions' lengthscale for D (``objectives.synthetic_lengthscale``), from it.
-    lengthscale_prior: str = "bounds"
+    # "bounds": the two settings above (the published RL experiments' prior);
+    # "paper_synthetic": the published synthetic experiment's, uniform on 0.7
+    # to 1.3 times the GP-sample functions' lengthscale for D, from it (it
+    # knows the range the test functions' lengthscales were drawn from);
+    # "auto": "paper_synthetic" on the synthetic functions, "bounds" otherwise.
+    lengthscale_prior: str = "auto"
     outputscale: float = 2.0  # Initial (or fixed) signal variance.
     outputscale_prior: tuple[float, float] = (2.0, 1.0)  # Normal(mean, std), or (low, high).
     outputscale_prior_kind: str = "normal"  # Or "uniform" on (low, high).
-    # The GP sees values standardized over the window (zero mean); False: the
-    # raw values with a constant mean fitted with the hyperparameters, and the
-    # gradient from the raw values (zero prior mean), as the published code.
-    standardize: bool = True
-    noise_variance: float | None = None  # None: learned (from 0.01, at least 1e-4).
+    # False (published): the GP sees the raw values, with a constant mean
+    # fitted with the hyperparameters, and the gradient comes from the raw
+    # values (zero prior mean); the values should then be on the scale the
+    # priors and the noise assume (the published RL runs scale the reward:
+    # --reward_scale). True: values standardized over the window.
+    standardize: bool = False
+    noise_variance: float | None = 0.01  # Fixed; None: learned (from 0.01, at least 1e-4).
     normalize_gradient: bool = True
     candidates: int = 1024  # Random candidates for the acquisition, then refined.
     restarts: int = 1  # The best candidates refined with L-BFGS-B.
@@ -85,7 +94,7 @@ class GIBOSearcher(Searcher):
     """
 
     def __init__(self, initial, config: GIBOConfig | None = None, bounds=None, seed: int = 0,
-                 coordinates=None):  # fmt: skip
+                 coordinates=None, synthetic: bool = False):  # fmt: skip
         self.config = config or GIBOConfig()
         for name, accepted in (("fit_when", FIT_WHEN), ("lengthscale_prior", LENGTHSCALE_PRIORS),
                                ("outputscale_prior_kind", OUTPUTSCALE_PRIORS)):  # fmt: skip
@@ -104,11 +113,19 @@ class GIBOSearcher(Searcher):
         self.coordinates = coordinates
         self.raw_x = np.zeros((0, self.dimension))  # With ``coordinates`` only.
         self.lengthscale_bounds = tuple(self.config.lengthscale_bounds)
-        initial_lengthscale = self.config.lengthscale
-        if self.config.lengthscale_prior == "paper_synthetic":
+        low, high = self.lengthscale_bounds
+        if not 0 < low < high:
+            raise ConfigError(f"lengthscale_bounds must be 0 < low < high, got {low}, {high}")
+        initial_lengthscale = self.config.lengthscale or 0.5 * (low + high)
+        prior = self.config.lengthscale_prior
+        if prior == "auto":
+            prior = "paper_synthetic" if synthetic else "bounds"
+        self.prior = prior
+        if self.prior == "paper_synthetic":
             scale = synthetic_lengthscale(self.dimension)
             self.lengthscale_bounds = (0.7 * scale, 1.3 * scale)
-            initial_lengthscale = scale
+            initial_lengthscale = self.config.lengthscale or scale
+        self._warned_scale = False
         self.lengthscales = np.full(self.dimension, initial_lengthscale)
         self.outputscale = self.config.outputscale
         self.mean = 0.0  # The constant mean (raw values only).
@@ -246,6 +263,15 @@ class GIBOSearcher(Searcher):
         config = self.config
         low, high = self.lengthscale_bounds
         y = self._targets()
+        spread = float(np.std(y))
+        if not config.standardize and not self._warned_scale and spread > 10 * np.sqrt(2.0 * max(
+            self.outputscale, config.outputscale_prior[0]
+        )):  # fmt: skip
+            self._warned_scale = True
+            print(f"warning: GIBO fits raw values that spread {spread:.3g} while its outputscale "
+                  f"prior expects about {np.sqrt(config.outputscale_prior[0]):.3g}; scale the "
+                  "values (saferl-search --reward_scale) or set standardize=true",
+                  file=sys.stderr)  # fmt: skip
         uniform = config.outputscale_prior_kind == "uniform"
         unit = np.clip((self.lengthscales - low) / (high - low), 1e-3, 1 - 1e-3)
         if uniform:

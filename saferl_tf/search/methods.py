@@ -70,8 +70,11 @@ def make_searcher(method: str, objective, seed: int = 0, values: Mapping[str, st
     config = method_config(method, values)
     initial, bounds = objective.initial, objective.bounds
     if method == "gibo":
+        from saferl_tf.search.objectives import SyntheticObjective
+
         coordinates = objective if getattr(objective, "reexpresses_parameters", False) else None
-        return GIBOSearcher(initial, config, bounds=bounds, seed=seed, coordinates=coordinates)
+        return GIBOSearcher(initial, config, bounds=bounds, seed=seed, coordinates=coordinates,
+                            synthetic=isinstance(objective, SyntheticObjective))  # fmt: skip
     if method == "ars":
         return ARSSearcher(initial, seed=seed, **config_to_dict(config))
     if method == "cmaes":
