@@ -155,7 +155,6 @@ def test_epsilon_stops_after_the_query_that_falls_short(epsilon, round_size):
     assert steps_after_each_tell == expected
 
 
-
 def test_the_map_loss_with_a_constant_mean_against_scipy():
     """Raw values, a fitted constant mean, a uniform outputscale prior (flat
     inside its bounds): the loss is the negative log density of the data."""
