@@ -28,7 +28,6 @@ import numpy as np
 
 from saferl_tf.bo.study import Outcome
 
-
 # The acquisition optimizer: uniform samples scored at once, then L-BFGS-B from
 # the best few (BoTorch's optimize_acqf defaults to 5 restarts from 64 to 512
 # raw samples; the samples are cheap, one batched evaluation).

@@ -43,7 +43,8 @@ def define_flags() -> None:
         "preset",
         None,
         "Named searcher settings applied before --set: the published GIBO experiments' "
-        "(gibo: oracle, paper_synthetic, paper_synthetic_as_run, paper_swimmer, paper_hopper; "
+        "(gibo: oracle, paper_synthetic, paper_synthetic_as_run, uninformed, paper_swimmer, "
+        "paper_hopper; "
         "ars: paper_synthetic, paper_synthetic_map, paper_swimmer, paper_hopper; "
         "cmaes: paper_synthetic, paper_synthetic_map; see saferl_tf/search/presets.py).",
     )

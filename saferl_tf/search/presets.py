@@ -20,6 +20,9 @@ gibo
   ``paper_synthetic_as_run``  the same with the noise the published run actually kept,
                           gpytorch's default 0.6932 (its ``set_hypers`` check skipped the
                           line that sets 0.01).
+  ``uninformed``          not published: the defaults with a lengthscale prior that knows
+                          nothing of the function, uniform on [0.01, 1] from 0.5 (the
+                          synthetic functions' own range is 0.2-0.78 for D = 4-16).
   ``paper_swimmer``       ``swimmer/gibo_10runs.yaml``: 16 queries, step 0.5, 32 points,
                           lengthscales uniform on [0.01, 0.3], noise 0.01, delta 0.1.
   ``paper_hopper``        ``hopper/gibo_10runs.yaml``: 32 queries, step 0.6 (SGD learning
@@ -119,6 +122,9 @@ PRESETS: dict[str, dict[str, Callable[[str, float], dict[str, str]]]] = {
         "paper_synthetic_as_run": _synthetic(
             "paper_synthetic_as_run",
             {**PAPER_SYNTHETIC_GIBO, "noise_variance": repr(GPYTORCH_DEFAULT_NOISE)},
+        ),
+        "uninformed": _fixed(
+            {"lengthscale_prior": "bounds", "lengthscale_bounds": "0.01,1.0", "lengthscale": "0.5"}
         ),
         "paper_swimmer": _fixed(
             {
