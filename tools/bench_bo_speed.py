@@ -141,9 +141,11 @@ def main(argv):
         print(f"saferl_tf BO D={dimension}: {ours[dimension]:.3f} s per evaluation", flush=True)
     theirs = {}
     if FLAGS.botorch_python:
-        command = [FLAGS.botorch_python, __file__, "--backend=botorch",
-                   f"--dimensions={','.join(map(str, dimensions))}", f"--budget={FLAGS.budget}",
-                   f"--function={FLAGS.function}", f"--functions_dir={FLAGS.functions_dir}"]  # fmt: skip
+        command = [
+            FLAGS.botorch_python, __file__, "--backend=botorch",
+            f"--dimensions={','.join(map(str, dimensions))}", f"--budget={FLAGS.budget}",
+            f"--function={FLAGS.function}", f"--functions_dir={FLAGS.functions_dir}",
+        ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         theirs = {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
     print(f"\nSearcher seconds per evaluation, {FLAGS.budget} evaluations, function "
