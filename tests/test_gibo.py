@@ -155,31 +155,39 @@ def test_epsilon_stops_after_the_query_that_falls_short(epsilon, round_size):
     assert steps_after_each_tell == expected
 
 
-def test_the_map_loss_with_a_constant_mean_against_scipy():
-    """Raw values, a fitted constant mean, a uniform outputscale prior (flat
-    inside its bounds): the loss is the negative log density of the data."""
-    import tensorflow as tf
-    from scipy.stats import multivariate_normal
-
-    from saferl_tf.search.gibo import _map_loss_and_gradient
+@pytest.mark.parametrize("outputscale_prior_kind", ["uniform", "normal"])
+def test_the_map_loss_against_scipy(outputscale_prior_kind):
+    """Raw values and a constant mean: the fit's loss is the negative log
+    density of the data (scipy), minus, for the Normal outputscale prior, its
+    log density at the outputscale itself (no Jacobian: GPflow's prior on the
+    constrained value, as the published code's gpytorch counts it); a uniform
+    prior is flat inside its box."""
+    from scipy.stats import multivariate_normal, norm
 
     rng = np.random.default_rng(0)
     x, y = rng.uniform(size=(12, 3)), rng.normal(3.0, 1.0, 12)
     lengthscales, outputscale, noise, mean = np.array([0.2, 0.4, 0.3]), 1.7, 0.05, 2.5
-    bounds, prior = (0.1, 0.5), (0.1, 5.0)
-    logit = lambda v, lo, hi: np.log((v - lo) / (hi - v))  # noqa: E731
-    raw = np.concatenate([logit(lengthscales, *bounds), [logit(outputscale, *prior)],
-                          [np.log(np.expm1(noise - 1e-4))], [mean]])  # fmt: skip
-    loss, gradient = _map_loss_and_gradient(
-        tf.constant(raw), tf.constant(x), tf.constant(y), tf.constant(bounds, tf.float64),
-        tf.constant(prior, tf.float64), tf.constant(True), tf.constant(0.0, tf.float64),
-        tf.constant([True, True]),
+    prior = (0.1, 5.0) if outputscale_prior_kind == "uniform" else (2.0, 1.0)
+    config = GIBOConfig(
+        lengthscale_bounds=(0.1, 0.5), outputscale_prior=prior,
+        outputscale_prior_kind=outputscale_prior_kind, noise_variance=noise,
     )  # fmt: skip
+    searcher = GIBOSearcher(np.full(3, 0.5), config)
+    model = searcher._model()
+    model.data[0].assign(x)
+    model.data[1].assign(y[:, None])
+    model.kernel.lengthscales.assign(lengthscales)
+    model.kernel.variance.assign(outputscale)
+    model.mean_function.c.assign([mean])
     squared = (((x[:, None, :] - x[None, :, :]) / lengthscales) ** 2).sum(-1)
     covariance = outputscale * np.exp(-0.5 * squared) + noise * np.eye(12)
     expected = -multivariate_normal(np.full(12, mean), covariance).logpdf(y)
-    assert float(loss) == pytest.approx(expected, rel=1e-9)
-    assert abs(float(gradient[-1])) > 0  # The mean is fitted.
+    if outputscale_prior_kind == "normal":
+        expected -= norm(*prior).logpdf(outputscale)
+    assert float(model.training_loss()) == pytest.approx(expected, rel=1e-9)
+    # Trained: the lengthscales, the outputscale and the mean; the noise and the data are not.
+    shapes = sorted(tuple(variable.shape) for variable in model.trainable_variables)
+    assert shapes == [(), (1,), (3,)]
 
 
 def test_the_published_priors_and_raw_values_keep_their_bounds_and_resume():
