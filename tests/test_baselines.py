@@ -103,3 +103,22 @@ def test_bo_falls_back_to_a_uniform_point_when_the_gp_fails():
     searcher._proposer.propose = failing
     point = searcher.ask()
     assert searcher.fallbacks == 1 and np.all((point >= -1) & (point <= 3))
+
+
+def test_bo_proposals_trace_once_as_the_data_grow():
+    """The GP fit (GPflow's compiled Scipy loss over data variables of any
+    length) and the acquisition optimizer's value and gradient are traced
+    once, not once per proposal or data size; later fits start from the last
+    one's hyperparameters instead of Trieste's random kernel search."""
+    searcher = BOSearcher((np.zeros(3), np.ones(3)), seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(14):  # 6 design points, then 8 proposals on 6..13 points.
+        point = searcher.ask()
+        searcher.tell(point, -float(np.sum((point - 0.3) ** 2)) + 0.01 * rng.normal())
+    proposer = searcher._proposer
+    assert proposer._value_and_gradient.experimental_get_tracing_count() == 1
+    assert proposer._values_only.experimental_get_tracing_count() == 1
+    model = proposer._models["OBJECTIVE"]
+    compiled = list(model.optimizer.optimizer.compile_cache.values())
+    assert [function.experimental_get_tracing_count() for function in compiled] == [1]
+    assert model._num_kernel_samples == 0
