@@ -273,3 +273,25 @@ def test_presets_scale_with_the_dimension_and_set_overrides_them(tmp_path):
     record = json.loads((run_dir / "config.json").read_text())
     assert summary["evaluations"] == 3 and record["searcher_config"]["sigma"] == 0.3
     assert record["searcher_config"]["bounded"] is False
+
+
+def test_iterate_curves_plot_the_current_parameters(tmp_path):
+    """--iterate_every's measurements become the curves and the table with
+    iterates=True: the return of the current parameters on environments, the
+    iterate's regret on synthetic functions (log scale)."""
+    root = tmp_path / "runs"
+    for method in ("ars", "cmaes"):
+        run_search(_settings(tmp_path, method=method, budget=8, iterate_every=4))
+        run_search(_settings(tmp_path, method=method, objective="saferl_TestCounting-v0",
+                             budget=4, iterate_every=2))  # fmt: skip
+    rows = {(r.group, r.method): r for r in search_analysis.final_values(root, iterates=True)}
+    assert rows[("synthetic-D2", "ars")].evaluations == 8
+    assert rows[("saferl_TestCounting-v0", "cmaes")].evaluations == 4
+    saved = json.loads(
+        (root / "ars" / "synthetic-D2-f0" / "0" / "metrics.jsonl").read_text().splitlines()[-1]
+    )
+    assert rows[("synthetic-D2", "ars")].mean == pytest.approx(saved["search/iterate_regret"])
+    figures = search_analysis.plot_search(root, iterates=True)
+    assert figures["synthetic-D2"].axes[0].get_yscale() == "log"
+    lines = figures["saferl_TestCounting-v0"].axes[0].get_lines()
+    assert {line.get_label() for line in lines} >= {"ars", "cmaes"}

@@ -11,7 +11,10 @@ the mean and spread are over functions and seeds as in the paper::
 
 Synthetic groups plot ``search/normalized_regret`` (log scale, lower is
 better); other objectives ``search/best_so_far``, and beside it
-``search/episode_cost`` where runs logged a cost.
+``search/episode_cost`` where runs logged a cost. With ``iterates=True`` they
+plot the searchers' current parameters as ``--iterate_every`` measured them
+instead: ``search/iterate_regret`` and ``search/iterate_return`` (the
+published GIBO figures' quantity).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 REGRET = "search/normalized_regret"
 BEST = "search/best_so_far"
 COST = "search/episode_cost"
+ITERATE_REGRET = "search/iterate_regret"
+ITERATE_RETURN = "search/iterate_return"
 _SYNTHETIC = re.compile(r"^(synthetic-D\d+)-f\d+$")
 
 # {group: {method: [Curve]}}
@@ -43,12 +48,20 @@ def objective_group(objective_folder: str) -> str:
     return match.group(1) if match else objective_folder
 
 
-def primary_metric(group: str) -> str:
-    return REGRET if group.startswith("synthetic-D") else BEST
+def primary_metric(group: str, iterates: bool = False) -> str:
+    synthetic = group.startswith("synthetic-D")
+    if iterates:
+        return ITERATE_REGRET if synthetic else ITERATE_RETURN
+    return REGRET if synthetic else BEST
 
 
-def load_search_curves(root: str | Path, metrics=(REGRET, BEST, COST), *,
-                       warn: Warn = warn_stderr) -> dict[str, SearchCurves]:  # fmt: skip
+def load_search_curves(
+    root: str | Path,
+    metrics=(REGRET, BEST, COST, ITERATE_REGRET, ITERATE_RETURN),
+    *,
+    iterates: bool = False,
+    warn: Warn = warn_stderr,
+) -> dict[str, SearchCurves]:
     """``{metric: {group: {method: [Curve]}}}``; a curve's ``experiment`` is
     ``<objective>/<seed>``."""
     experiments = results.find_experiments(root, warn=warn)
@@ -65,8 +78,9 @@ def load_search_curves(root: str | Path, metrics=(REGRET, BEST, COST), *,
                     for c in curves
                 )
     for group in {objective_group(e.env) for e in experiments}:
-        if group not in grouped[primary_metric(group)]:
-            warn(f"no run of {group} has {primary_metric(group)}; left out")
+        metric = primary_metric(group, iterates)
+        if metric in grouped and group not in grouped[metric]:
+            warn(f"no run of {group} has {metric}; left out")
     return grouped
 
 
@@ -80,13 +94,14 @@ class FinalValue(NamedTuple):
     evaluations: int  # The smallest final evaluation count over the runs.
 
 
-def final_values(root: str | Path, *, warn: Warn = warn_stderr) -> list[FinalValue]:
+def final_values(root: str | Path, *, iterates: bool = False,
+                 warn: Warn = warn_stderr) -> list[FinalValue]:  # fmt: skip
     """The primary metric at each run's last evaluation, per (group, method)."""
-    curves = load_search_curves(root, warn=warn)
+    curves = load_search_curves(root, iterates=iterates, warn=warn)
     rows = []
-    for metric in (REGRET, BEST):
+    for metric in (ITERATE_REGRET, ITERATE_RETURN) if iterates else (REGRET, BEST):
         for group, by_method in sorted(curves[metric].items()):
-            if primary_metric(group) != metric:
+            if primary_metric(group, iterates) != metric:
                 continue
             for method, runs in sorted(by_method.items()):
                 last = np.array([curve.values[-1] for curve in runs])
@@ -97,13 +112,14 @@ def final_values(root: str | Path, *, warn: Warn = warn_stderr) -> list[FinalVal
     return rows
 
 
-def plot_group(group: str, curves: Mapping[str, SearchCurves], *, spread: str = "std") -> Figure:
+def plot_group(group: str, curves: Mapping[str, SearchCurves], *, spread: str = "std",
+               iterates: bool = False) -> Figure:  # fmt: skip
     """One figure: the group's primary metric against evaluations, per method
     (mean and band over runs), and the episode cost beside it when logged."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    metric = primary_metric(group)
+    metric = primary_metric(group, iterates)
     panels = [metric] + ([COST] if curves.get(COST, {}).get(group) else [])
     figure = Figure(figsize=(6 * len(panels), 4.5), layout="constrained")
     FigureCanvasAgg(figure)
@@ -113,7 +129,7 @@ def plot_group(group: str, curves: Mapping[str, SearchCurves], *, spread: str = 
     for axes, panel in zip(axes_list, panels):
         aggregates = results.aggregate_algorithms(curves[panel].get(group, {}), spread=spread)
         results.draw_panel(axes, aggregates, colors, panel, spread, xlabel="evaluations")
-        if panel == REGRET:
+        if panel in (REGRET, ITERATE_REGRET):
             axes.set_yscale("log")
         if axes.get_lines():
             axes.legend(title=results.SPREADS[spread], fontsize="small", title_fontsize="small")
@@ -122,18 +138,19 @@ def plot_group(group: str, curves: Mapping[str, SearchCurves], *, spread: str = 
     return figure
 
 
-def plot_search(root: str | Path, *, spread: str = "std",
+def plot_search(root: str | Path, *, spread: str = "std", iterates: bool = False,
                 warn: Warn = warn_stderr) -> dict[str, Figure]:  # fmt: skip
-    curves = load_search_curves(root, warn=warn)
-    groups = sorted({g for g in curves[REGRET]} | {g for g in curves[BEST]})
+    curves = load_search_curves(root, iterates=iterates, warn=warn)
+    primaries = (ITERATE_REGRET, ITERATE_RETURN) if iterates else (REGRET, BEST)
+    groups = sorted({g for metric in primaries for g in curves[metric]})
     figures = {
-        group: plot_group(group, curves, spread=spread)
+        group: plot_group(group, curves, spread=spread, iterates=iterates)
         for group in groups
-        if group in curves[primary_metric(group)]
+        if group in curves[primary_metric(group, iterates)]
     }
     if not figures:
         raise results.NothingToPlotError(
-            f"no search run under {root} has {REGRET} or {BEST}; "
+            f"no search run under {root} has {primaries[0]} or {primaries[1]}; "
             "expected <root>/<method>/<objective>/<seed>/metrics.jsonl from launchers/search.py"
         )
     return figures
