@@ -252,8 +252,15 @@ def test_the_defaults_are_the_published_fitting():
     synthetic = make_searcher("gibo", make_objective("synthetic:8:0", cache_dir=None), seed=0)
     assert synthetic.prior == "paper_synthetic"
     np.testing.assert_allclose(synthetic.lengthscales, synthetic_lengthscale(8))
+    assert (synthetic.outputscale_prior_kind, synthetic.outputscale_prior) == (
+        "uniform",
+        (0.1, 5.0),
+    )
+    assert synthetic.outputscale == pytest.approx(2.55)
     plain = GIBOSearcher(np.zeros(3))
     assert plain.prior == "bounds" and plain.lengthscale_bounds == (0.01, 0.3)
+    assert (plain.outputscale_prior_kind, plain.outputscale_prior, plain.outputscale) == (
+        "normal", (2.0, 1.0), 2.0)  # fmt: skip
     np.testing.assert_allclose(plain.lengthscales, 0.155)  # The prior's midpoint, as published.
     with pytest.raises(Exception, match="lengthscale_bounds must be 0 < low < high"):
         GIBOSearcher(np.zeros(3), GIBOConfig(lengthscale_bounds=(0.3, 0.1)))

@@ -36,7 +36,7 @@ from saferl_tf.search.objectives import synthetic_lengthscale
 
 FIT_WHEN = ("after_queries", "window_full")
 LENGTHSCALE_PRIORS = ("auto", "bounds", "paper_synthetic")
-OUTPUTSCALE_PRIORS = ("normal", "uniform")
+OUTPUTSCALE_PRIORS = ("auto", "normal", "uniform")
 
 
 @dataclasses.dataclass
@@ -65,9 +65,15 @@ class GIBOConfig:
     # knows the range the test functions' lengthscales were drawn from);
     # "auto": "paper_synthetic" on the synthetic functions, "bounds" otherwise.
     lengthscale_prior: str = "auto"
-    outputscale: float = 2.0  # Initial (or fixed) signal variance.
-    outputscale_prior: tuple[float, float] = (2.0, 1.0)  # Normal(mean, std), or (low, high).
-    outputscale_prior_kind: str = "normal"  # Or "uniform" on (low, high).
+    # The outputscale's prior: "normal", Normal(mean, std) of the value (the
+    # published RL experiments', (2, 1)); "uniform" on (low, high) (the
+    # published synthetic experiment's, (0.1, 5)); "auto": "uniform" on the
+    # synthetic functions, "normal" otherwise. outputscale_prior None: those
+    # published values; outputscale (initial, or fixed) None: the prior's
+    # mean or midpoint (2 or 2.55).
+    outputscale_prior_kind: str = "auto"
+    outputscale_prior: tuple[float, float] | None = None
+    outputscale: float | None = None
     # False (published): the GP sees the raw values, with a constant mean
     # fitted with the hyperparameters, and the gradient comes from the raw
     # values (zero prior mean); the values should then be on the scale the
@@ -130,7 +136,19 @@ class GIBOSearcher(Searcher):
         self._gpr = None  # GPflow's model for the fit, built at the first.
         self._optimizer = None
         self.lengthscales = np.full(self.dimension, initial_lengthscale)
-        self.outputscale = self.config.outputscale
+        kind = self.config.outputscale_prior_kind
+        if kind == "auto":
+            kind = "uniform" if synthetic else "normal"
+        self.outputscale_prior_kind = kind
+        published = (0.1, 5.0) if kind == "uniform" else (2.0, 1.0)
+        self.outputscale_prior = tuple(self.config.outputscale_prior or published)
+        if kind == "uniform" and not 0 < self.outputscale_prior[0] < self.outputscale_prior[1]:
+            raise ConfigError(f"a uniform outputscale_prior must be 0 < low < high, got "
+                              f"{self.outputscale_prior}")  # fmt: skip
+        default = (
+            0.5 * sum(self.outputscale_prior) if kind == "uniform" else self.outputscale_prior[0]
+        )
+        self.outputscale = self.config.outputscale or default
         self.mean = 0.0  # The constant mean (raw values only).
         self.noise = self.config.noise_variance or 0.01
         self._queries_left = 0  # 0: the next ask is the centre theta.
@@ -266,12 +284,11 @@ class GIBOSearcher(Searcher):
         low, high = self.lengthscale_bounds
         y = self._targets()
         spread = float(np.std(y))
-        if not config.standardize and not self._warned_scale and spread > 10 * np.sqrt(2.0 * max(
-            self.outputscale, config.outputscale_prior[0]
-        )):  # fmt: skip
+        expected = np.sqrt(max(self.outputscale, 1e-12))
+        if not config.standardize and not self._warned_scale and spread > 10 * expected:
             self._warned_scale = True
             print(f"warning: GIBO fits raw values that spread {spread:.3g} while its outputscale "
-                  f"prior expects about {np.sqrt(config.outputscale_prior[0]):.3g}; scale the "
+                  f"expects about {expected:.3g}; scale the "
                   "values (saferl-search --reward_scale) or set standardize=true",
                   file=sys.stderr)  # fmt: skip
         model = self._model()
@@ -281,8 +298,8 @@ class GIBOSearcher(Searcher):
         kernel = model.kernel
         kernel.lengthscales.assign(np.clip(self.lengthscales, low + 1e-9 * (high - low),
                                            high - 1e-9 * (high - low)))  # fmt: skip
-        if config.outputscale_prior_kind == "uniform":
-            out_low, out_high = config.outputscale_prior
+        if self.outputscale_prior_kind == "uniform":
+            out_low, out_high = self.outputscale_prior
             span = 1e-9 * (out_high - out_low)
             kernel.variance.assign(np.clip(self.outputscale, out_low + span, out_high - span))
         else:
@@ -325,8 +342,8 @@ class GIBOSearcher(Searcher):
         kernel.lengthscales = gpflow.Parameter(
             self.lengthscales, transform=tfp.bijectors.Sigmoid(low, high)
         )
-        first, second = (tf.constant(value, tf.float64) for value in config.outputscale_prior)
-        if config.outputscale_prior_kind == "uniform":
+        first, second = (tf.constant(value, tf.float64) for value in self.outputscale_prior)
+        if self.outputscale_prior_kind == "uniform":
             kernel.variance = gpflow.Parameter(
                 self.outputscale, transform=tfp.bijectors.Sigmoid(first, second)
             )
