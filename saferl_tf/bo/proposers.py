@@ -145,7 +145,7 @@ class TriesteProposer:
 
         def loss_and_gradient(flat):
             value, gradient = self._value_and_gradient(tf.constant(flat.reshape(shape)))
-            return -float(tf.reduce_sum(value)), -gradient.numpy().ravel()
+            return -float(value.numpy().sum()), -gradient.numpy().ravel()
 
         result = minimize(loss_and_gradient, starts.ravel(), jac=True, method="L-BFGS-B",
                           bounds=[(0.0, 1.0)] * starts.size)  # fmt: skip
