@@ -295,3 +295,29 @@ def test_iterate_curves_plot_the_current_parameters(tmp_path):
     assert figures["synthetic-D2"].axes[0].get_yscale() == "log"
     lines = figures["saferl_TestCounting-v0"].axes[0].get_lines()
     assert {line.get_label() for line in lines} >= {"ars", "cmaes"}
+
+
+def test_a_normalized_policy_search_resumes_with_its_re_expressed_data(tmp_path):
+    """GIBO on a normalized linear policy with offsets (the published Hopper
+    setting, small): stopped after 7 evaluations and continued to 12, the same
+    values as the whole run and the same iterate measurements (one more, after
+    the 7th, the end of the first part); the raw points are saved."""
+    settings = dict(
+        method="gibo", objective="gym_Hopper-v4", bias=True, normalize=True, reward_shift=-1.0,
+        reward_scale=1e-3, iterate_every=5, values={"max_queries": "4", "max_data": "10"},
+    )  # fmt: skip
+    run_search(_settings(tmp_path, budget=12, run_dir=str(tmp_path / "whole"), **settings))
+    run_search(_settings(tmp_path, budget=7, run_dir=str(tmp_path / "split"), **settings))
+    from saferl_tf.search import state as state_io
+
+    saved = state_io.load(tmp_path / "split")
+    assert saved["searcher"]["raw_x"].shape == (7, 36)
+    run_search(_settings(tmp_path, budget=12, run_dir=str(tmp_path / "split"), **settings))
+    keys = ("search/value", "search/iterate_return")
+    whole, split = _rows(tmp_path / "whole"), _rows(tmp_path / "split")
+    assert [r["search/value"] for r in split] == [r["search/value"] for r in whole]
+    measured = {r["step"]: r[keys[1]] for r in whole if keys[1] in r}
+    assert list(measured) == [5, 10, 12]
+    split_measured = {r["step"]: r[keys[1]] for r in split if keys[1] in r}
+    assert list(split_measured) == [5, 7, 10, 12]
+    assert {step: split_measured[step] for step in measured} == measured

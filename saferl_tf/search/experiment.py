@@ -177,11 +177,11 @@ def _resume(saved: dict, settings: SearchSettings, searcher, objective, path: Pa
     return state
 
 
-def _iterate_metrics(settings: SearchSettings, searcher, objective) -> dict[str, float]:
+def _iterate_metrics(settings: SearchSettings, searcher, objective, at: int) -> dict[str, float]:
     iterate = searcher.iterate()
     if iterate is None:
         return {}
-    measured = objective.evaluate_iterate(iterate, episodes=settings.iterate_episodes)
+    measured = objective.evaluate_iterate(iterate, episodes=settings.iterate_episodes, at=at)
     return {f"search/{key}": value for key, value in measured.items()}
 
 
@@ -269,7 +269,7 @@ def _run_search_locked(settings: SearchSettings, config, run_dir: Path, record: 
                 metrics.update({f"search/{k}": v for k, v in state["info"].items()})
                 every, done = settings.iterate_every, state["evaluations"]
                 if every and (done % every == 0 or done == settings.budget):
-                    metrics.update(_iterate_metrics(settings, searcher, objective))
+                    metrics.update(_iterate_metrics(settings, searcher, objective, done))
                 logger.write(metrics, state["evaluations"])
                 state_io.save(run_dir, {**state, "method": settings.method,
                                         "objective_spec": settings.objective,

@@ -176,11 +176,11 @@ class SyntheticObjective:
             "normalized_regret": (self.max_value - self.best_true) / gap if gap > 0 else 0.0,
         }
 
-    def evaluate_iterate(self, parameters, episodes: int = 1) -> dict[str, float]:
+    def evaluate_iterate(self, parameters, episodes: int = 1, at: int = 0) -> dict[str, float]:
         """The noise-free value and normalized regret of a searcher's current
         parameters (the published synthetic figure's regret is over these);
-        ``episodes`` is for the interface's sake (noise-free: one is exact)."""
-        del episodes
+        ``episodes`` and ``at`` are for the interface's sake (noise-free)."""
+        del episodes, at
         value = float(self.function(np.asarray(parameters, np.float64))[0])
         gap = self.max_value - self.initial_value
         regret = (self.max_value - value) / gap if gap > 0 else 0.0

@@ -138,7 +138,6 @@ class EpisodeObjective:
         self.seed = seed
         self._count, self._mean, self._m2 = 0, np.zeros(size), np.zeros(size)
         self._episodes_run = 0
-        self._iterate_episodes_run = 0
         self.reward_shift, self.reward_scale = float(reward_shift), float(reward_scale)
         self.last_cost = self.last_return = 0.0
         self._linear = isinstance(policy, LinearPolicy)
@@ -240,14 +239,15 @@ class EpisodeObjective:
         self.last_cost, self.last_return = float(np.mean(costs)), float(np.mean(returns))
         return float(np.mean(values))
 
-    def evaluate_iterate(self, parameters, episodes: int = 1) -> dict[str, float]:
-        """The raw mean return and cost of ``parameters`` on episodes of their own
-        (seeds apart from the search's), leaving the statistics as they are."""
+    def evaluate_iterate(self, parameters, episodes: int = 1, at: int = 0) -> dict[str, float]:
+        """The raw mean return and cost of ``parameters`` on episodes of their own,
+        leaving the statistics as they are. Their seeds come from (seed, ``at``,
+        episode), apart from the search's: a measurement after evaluation
+        ``at`` sees the same episodes whatever was measured before it."""
         self._set(parameters)
         returns, costs = [], []
-        for _ in range(episodes):
-            seed = 2**31 - 1 - (self.seed * 100_003 + self._iterate_episodes_run)
-            self._iterate_episodes_run += 1
+        for episode in range(episodes):
+            seed = int(np.random.SeedSequence([self.seed, at, episode, 17]).generate_state(1)[0])
             _, raw, cost, _ = self._episode(seed)
             returns.append(raw)
             costs.append(cost)
@@ -258,12 +258,10 @@ class EpisodeObjective:
 
     def state(self) -> dict:
         return {"count": self._count, "mean": self._mean.copy(), "m2": self._m2.copy(),
-                "episodes_run": self._episodes_run,
-                "iterate_episodes_run": self._iterate_episodes_run}  # fmt: skip
+                "episodes_run": self._episodes_run}  # fmt: skip
 
     def load_state(self, state: dict) -> None:
         self._count, self._episodes_run = state["count"], state["episodes_run"]
-        self._iterate_episodes_run = state.get("iterate_episodes_run", 0)  # Older states: 0.
         self._mean, self._m2 = state["mean"].copy(), state["m2"].copy()
 
     def close(self) -> None:
