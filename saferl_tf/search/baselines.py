@@ -196,7 +196,11 @@ class BOSearcher(Searcher):
         self.low, self.high = (np.asarray(b, np.float64) for b in bounds)
         dimension = self.low.shape[0]
         self.initial = initial or max(2 * dimension, 4)
-        self._design = qmc.Sobol(dimension, scramble=True, seed=seed).random(self.initial)
+        # The first ``initial`` points of a power-of-two block: the same points
+        # ``random(initial)`` gives, without its warning about the block size.
+        exponent = max(int(np.ceil(np.log2(self.initial))), 0)
+        sobol = qmc.Sobol(dimension, scramble=True, seed=seed)
+        self._design = sobol.random_base2(exponent)[: self.initial]
         # The penalty proposer minimizes the ``penalty`` of its outcomes: here -value.
         self._proposer = TriestePenalty(dimension, seed)
         self._rng = np.random.default_rng(seed)
