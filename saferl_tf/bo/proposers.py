@@ -17,7 +17,8 @@ Running trials enter Trieste's proposals through the kriging believer: after
 fitting, each model is conditioned (hyperparameters kept) on its own predicted
 mean at the running points, so parallel workers do not all ask for the same
 point. Trieste's ``Fantasizer`` does the same but took about 30 s per proposal
-here against about 4 s for this.
+here against about 4 s for this (2026-11; proposals have been about 2x faster
+since, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
