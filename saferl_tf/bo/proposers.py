@@ -53,7 +53,8 @@ class TriesteProposer:
         self._models: dict = {}
         self._builder_instance = None
         self._function = None
-        self._value_and_gradient = None  # Compiled for ``_traced_for``.
+        self._value_and_gradient = None  # Both compiled for ``_traced_for``.
+        self._values_only = None
         self._traced_for = None
 
     def _datasets(self, points, outcomes) -> dict:

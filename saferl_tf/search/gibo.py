@@ -377,8 +377,8 @@ class GIBOSearcher(Searcher):
         if self._fit_due("after_queries"):
             self._fit()
         hyper = self._hyper()
-        # Raw values: the published gradient takes them as they are (the
-        # functions' prior mean is 0), ignoring the fitted constant.
+        # On raw values (the default) the gradient takes them as they are, with
+        # prior mean 0 and the fitted constant ignored, as published.
         y = self._targets()
         mean, _ = gp.gradient_posterior(tf.constant(self.theta), tf.constant(self.x),
                                         tf.constant(y), hyper)  # fmt: skip

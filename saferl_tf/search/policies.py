@@ -146,10 +146,11 @@ class EpisodeObjective:
     def _std(self):
         return np.sqrt(self._m2 / max(self._count - 1, 1)) if self._count > 1 else 1.0
 
-    def _action(self, observation: np.ndarray):
+    def _action(self, observation: np.ndarray, statistics: tuple[np.ndarray, np.ndarray]):
         observation = observation.astype(np.float64).ravel()
         if self.normalize:
-            observation = (observation - self._mean) / np.maximum(self._std(), 1e-8)
+            mean, std = statistics
+            observation = (observation - mean) / std
         if self._linear:  # NumPy: a TensorFlow call per step cost more than the physics.
             output = observation @ self._weights
             if self._bias is not None:
@@ -178,11 +179,12 @@ class EpisodeObjective:
     def _episode(self, seed: int) -> tuple[float, float, float, np.ndarray]:
         """One episode: (shifted and scaled return, raw return, cost, observations)."""
         observation, _ = self.env.reset(seed=seed)
+        statistics = self._statistics()  # They change only after the episode.
         seen, scaled, raw, cost, done = [], 0.0, 0.0, 0.0, False
         while not done:
             seen.append(observation.astype(np.float64).ravel())
             observation, reward, step_cost, terminated, truncated, _ = self.env.step(
-                self._action(observation)
+                self._action(observation, statistics)
             )
             raw += reward
             scaled += (reward + self.reward_shift) * self.reward_scale
