@@ -85,8 +85,9 @@ def test_the_archive_keeps_the_newest_rows_in_order_and_survives_a_checkpoint(tm
     np.testing.assert_array_equal(fresh.fields()["epoch"], [3, 4, 5, 6, 7])
 
 
-def _run(agent, steps, seed=0):
-    """A 3-D random walk driven by the action; cost when x[0] > 0.5."""
+def _run(agent, steps, seed=0, cost_every=None):
+    """A 3-D random walk driven by the action; cost when x[0] > 0.5 (or, with
+    ``cost_every``, at every cost_every-th step)."""
     rng = np.random.default_rng(seed)
     observation = rng.normal(size=(1, 3)).astype(np.float32) * 0.1
     metrics = []
@@ -97,6 +98,8 @@ def _run(agent, steps, seed=0):
         following[:, 2] = 0.9 * following[:, 2] + 0.1 * rng.normal()
         reward = np.array([-float(np.sum(following[:, :2] ** 2))])
         cost = np.array([float(following[0, 0] > 0.5)])
+        if cost_every:
+            cost = np.array([float(t % cost_every == 0)])
         truncated = np.array([t % 50 == 49])
         agent.observe(Transition(observation, action, reward, cost, following,
                                  np.array([False]), truncated))  # fmt: skip
@@ -137,6 +140,24 @@ def test_an_epoch_updates_policy_values_and_model(cls, use_model):
     assert bool(agent.value.fitted.numpy())
 
 
+@pytest.mark.parametrize("constraint_cost", ["real", "batch"])
+def test_the_constraint_takes_its_cost_from_the_real_steps_unless_told(constraint_cost):
+    """Real steps cost 0.1 per step, the model's known cost function says 0: the
+    batch (half model samples) halves the cost. Against a limit of 0.06 per
+    step, only the real steps' cost makes the policy infeasible."""
+    model_says_free = envs.TaskFunctions(reward=None, cost=lambda o, a, n: tf.zeros_like(n[..., 0]))
+    config = config_for(CMBPOAgent, episode_length=100, cost_limit=6.0,
+                        constraint_cost=constraint_cost)  # fmt: skip
+    agent = CMBPOAgent(OBSERVATION, ACTION, config, task=model_says_free)
+    epoch = next(m for m in _run(agent, 405, cost_every=10) if "policy/case" in m)
+    assert epoch["policy/real_cost_per_step"] == pytest.approx(0.1)
+    assert epoch["policy/batch_cost_per_step"] < 0.075  # Model samples dilute it.
+    used = epoch[f"policy/{constraint_cost}_cost_per_step"]
+    assert epoch["policy/constraint"] == pytest.approx(used - 0.06 + epoch["policy/margin"])
+    infeasible = epoch["policy/case"] in (0.0, 1.0)
+    assert infeasible == (constraint_cost == "real"), epoch["policy/case"]
+
+
 def test_the_policy_update_traces_once_over_epochs():
     agent = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent, jit=True))
     _run(agent, 1210)
@@ -146,6 +167,8 @@ def test_the_policy_update_traces_once_over_epochs():
 def test_trpo_refuses_the_constraint_and_bad_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match="use --agent=cpo"):
         TRPOAgent(OBSERVATION, ACTION, config_for(TRPOAgent, safety=True))
+    with pytest.raises(ConfigError, match="unknown constraint_cost 'model'; accepted: real, batch"):
+        CMBPOAgent(OBSERVATION, ACTION, config_for(CMBPOAgent, constraint_cost="model"))
     with pytest.raises(ConfigError, match="unknown rollout_mode 'fast'"):
         CMBPOAgent(OBSERVATION, ACTION, config_for(CMBPOAgent, rollout_mode="fast"))
     with pytest.raises(ConfigError, match="action_repeat=1"):

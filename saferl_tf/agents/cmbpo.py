@@ -24,10 +24,14 @@ instead). The next epoch's real samples are (this epoch's mean disagreement /
 the initial one) x ``initial_real_samples``, at least ``min_real_samples``.
 
 The constraint (``safety``, CPO; off: TRPO's step, cost only logged) is in
-per-step units, as the published code: c = (mean cost per step of the batch)
-- cost_limit / episode_length + m, with a learned margin m <- max(0, 0.9999 m +
-1e-4 (mean real episode cost over the last 300 epochs - cost_limit) /
-episode_length).
+per-step units, as the published code: c = (mean cost per step of this epoch's
+real steps) - cost_limit / episode_length + m, with a learned margin m <-
+max(0, 0.9999 m + 1e-4 (mean real episode cost over the last 300 epochs -
+cost_limit) / episode_length). The published code takes the cost of the whole
+batch, model samples included (``constraint_cost: batch``, the ``seed_constraint``
+preset); on HalfCheetahVelocity that batch put the cost at 0.2-0.4x the real
+one and the constraint never acted (docs/BENCHMARKS.md). The cost gradient
+comes from the whole batch either way.
 
 Call sequence (the ``Agent`` contract)::
 
@@ -70,6 +74,7 @@ from saferl_tf.rl.trust_region import (
 from saferl_tf.training.timing import PhaseTimer
 
 MODEL_LOSSES = ("mspe", "mle")
+CONSTRAINT_COSTS = ("real", "batch")
 ROLLOUT_MODES = ("uncertainty", "schedule")
 
 
@@ -129,6 +134,12 @@ def updated_margin(margin: float, mean_real_cost: float, cost_limit: float,
     return max(0.0, discount * margin + step)
 
 
+def constraint_value(cost_per_step: float, cost_limit: float, episode_length: int,
+                     margin: float) -> float:  # fmt: skip
+    """CPO's c in per-step units: cost - limit / T + margin (c > 0: infeasible)."""
+    return cost_per_step - cost_limit / episode_length + margin
+
+
 @register_agent("cmbpo")
 class CMBPOAgent(Agent):
     @dataclasses.dataclass
@@ -151,6 +162,12 @@ class CMBPOAgent(Agent):
         lambda_: float = 0.95
         cost_discount: float = 0.97
         cost_lambda: float = 0.5
+        # Where the constraint's current cost per step comes from: "real", this
+        # epoch's real steps (the current policy's, on the real system); "batch",
+        # the whole policy batch, real and model samples, as the published code.
+        # Model rollouts start from older policies' states and are short, so the
+        # batch underestimates the current policy's cost (docs/BENCHMARKS.md).
+        constraint_cost: str = "real"
         # The learned safety margin added to the constraint.
         learn_margin: bool = True
         margin_learning_rate: float = 1e-4
@@ -279,6 +296,9 @@ class CMBPOAgent(Agent):
         if config.model_loss not in MODEL_LOSSES:
             raise ConfigError(f"unknown model_loss {config.model_loss!r}; accepted: "
                               f"{', '.join(MODEL_LOSSES)}")  # fmt: skip
+        if config.constraint_cost not in CONSTRAINT_COSTS:
+            raise ConfigError(f"unknown constraint_cost {config.constraint_cost!r}; accepted: "
+                              f"{', '.join(CONSTRAINT_COSTS)}")  # fmt: skip
         if config.rollout_mode not in ROLLOUT_MODES:
             raise ConfigError(f"unknown rollout_mode {config.rollout_mode!r}; accepted: "
                               f"{', '.join(ROLLOUT_MODES)}")  # fmt: skip
@@ -473,7 +493,7 @@ class CMBPOAgent(Agent):
         merged = {key: np.concatenate([p[key] for p in parts]) for key in batch}
         metrics.update(self._update_margin(real))
         with timer("policy_update"):
-            metrics.update(self._update_policy(merged))
+            metrics.update(self._update_policy(merged, float(real["cost"].mean())))
         self.control.report(total - 1, total)
         with timer("value_fit"):
             metrics.update(self._fit_values(merged))
@@ -679,7 +699,9 @@ class CMBPOAgent(Agent):
         return {"policy/margin": float(self.margin.numpy()),
                 "policy/real_cost_per_episode": episode_cost}  # fmt: skip
 
-    def _update_policy(self, batch: dict) -> dict:
+    def _update_policy(self, batch: dict, real_cost_per_step: float) -> dict:
+        """One CPO (TRPO) step on ``batch``; ``real_cost_per_step`` is the mean
+        cost of this epoch's real steps (the constraint's, by default)."""
         config = self.config
         size = config.batch_size + self.num_envs
         count = len(batch["advantage"])
@@ -692,9 +714,11 @@ class CMBPOAgent(Agent):
 
         mask = np.zeros(size, np.float32)
         mask[:count] = 1.0
-        per_step_cost = float(batch["cost"].mean())
-        constraint = per_step_cost - config.cost_limit / config.episode_length
-        constraint += float(self.margin.numpy())
+        batch_cost = float(batch["cost"].mean())
+        constraint = constraint_value(
+            real_cost_per_step if config.constraint_cost == "real" else batch_cost,
+            config.cost_limit, config.episode_length, float(self.margin.numpy()),
+        )  # fmt: skip
         # Remember this epoch's log_std for the start-state weights.
         log_stds = np.concatenate([self.epoch_log_std.numpy(), self.policy.log_std.numpy()[None]])
         self.epoch_log_std.assign(log_stds)
@@ -706,7 +730,8 @@ class CMBPOAgent(Agent):
         self._acting_weights = None
         metrics = {f"policy/{k}": float(v) for k, v in result.items()}
         metrics["policy/constraint"] = constraint
-        metrics["policy/batch_cost_per_step"] = per_step_cost
+        metrics["policy/batch_cost_per_step"] = batch_cost
+        metrics["policy/real_cost_per_step"] = real_cost_per_step
         return metrics
 
     def _policy_update_impl(self, observation, action, advantage, cost_advantage, mask,
