@@ -15,6 +15,10 @@ from pathlib import Path
 
 from saferl_tf.errors import UserError
 
+# A run folder's scalars, one JSON object per line (written by the training
+# logger, read by the plots and by the executors' progress views).
+METRICS_FILE = "metrics.jsonl"
+
 # What to do after a failed write of a run's own files (config, summary, state).
 RERUN_ADVICE = "free disk space or fix the permissions, then rerun"
 

@@ -1,8 +1,11 @@
 """The constrained hyperparameter tuner: a study of trials, each a training run.
 
 ``Tuner(...).run()`` asks points (an initial Sobol or Latin-hypercube design,
-then Bayesian optimization), runs up to ``workers`` trials at once as child
-processes, records every outcome in ``study.json`` and prints a live table.
+then Bayesian optimization), runs up to ``workers`` trials at once through an
+executor (``saferl_tf.distributed``: child processes here, the default, or
+Ray tasks on a cluster), proposing the next point as soon as a trial ends,
+with the running ones as pending points; records every outcome in
+``study.json`` and prints a live table.
 At the end it writes the best feasible configuration as ``best_config.yaml``,
 which ``launchers/train.py --config=<study>/best_config.yaml`` accepts.
 
@@ -26,7 +29,8 @@ from saferl_tf import files
 from saferl_tf.bo import proposers as proposers_lib
 from saferl_tf.bo.space import SearchSpace
 from saferl_tf.bo.study import DONE, FAILED, PENDING, RUNNING, Study, Trial, write_atomically
-from saferl_tf.bo.trials import RunningTrial, TrialSpec, read_outcome
+from saferl_tf.bo.trials import TrialSpec, read_outcome
+from saferl_tf.distributed import JobResult, LocalExecutor, ProgressBoard
 from saferl_tf.errors import ConfigError
 
 BEST_CONFIG = "best_config.yaml"
@@ -66,11 +70,15 @@ class TunerSettings:
 
 
 class Tuner:
-    def __init__(self, settings: TunerSettings, spec: TrialSpec, out=sys.stdout):
+    """``executor``: where trials run (default: ``settings.workers`` child
+    processes); the tuner keeps as many trials running as it has slots."""
+
+    def __init__(self, settings: TunerSettings, spec: TrialSpec, out=sys.stdout, executor=None):
         self.space = self.check(settings)
         self.settings = settings
         self.spec = spec
         self.out = out
+        self.executor = executor
         self.proposer = proposers_lib.make_proposer(
             settings.backend, settings.objective, self.space.dimension, settings.seed
         )
@@ -172,47 +180,51 @@ class Tuner:
     def run(self) -> Study:
         study_dir = files.make_folder(self.settings.study_dir, "choose another --study_dir")
         with files.exclusive_lock(study_dir, "study", "choose another --study_dir"):
-            return self._run(study_dir)
+            executor = self.executor or LocalExecutor(study_dir, self.settings.workers)
+            try:
+                return self._run(executor)
+            finally:
+                executor.close()  # Interrupted trials checkpoint, to be rerun on resume.
 
-    def _run(self, study_dir: Path) -> Study:
-        running: list[RunningTrial] = []
+    def _run(self, executor) -> Study:
         started = time.monotonic()
         wall_before = self.study.wall_seconds
+        board = ProgressBoard(self.out, total=self.settings.trials, what="trials")
+        board.count_finished(len(self.study.with_status(DONE)), len(self.study.with_status(FAILED)))
         self._print_header()
         try:
             while True:
-                while len(running) < self.settings.workers:
+                while executor.free_slots() > 0:
                     trial = self._next_trial()
                     if trial is None:
                         break
                     trial.status, trial.started = RUNNING, time.time()
                     self.study.save()
-                    running.append(RunningTrial(trial, self.spec, study_dir))
-                if not running:
+                    executor.submit(self.spec.job(trial))
+                if not executor.running():
                     break
-                time.sleep(self.settings.poll_seconds)
-                for item in [r for r in running if r.finished()]:
-                    running.remove(item)
-                    self._record(item)
+                for result in executor.wait(self.settings.poll_seconds):
+                    self._record(result)
+                    board.finished(result)
                     self.study.wall_seconds = wall_before + time.monotonic() - started
                     self.study.save()
+                board.show(executor, len(self.study.with_status(PENDING)))
         finally:
-            for item in running:  # Interrupted: leave them to be rerun on resume.
-                item.stop()
             self.study.wall_seconds = wall_before + time.monotonic() - started
             self.study.save()
         self._finish()
         return self.study
 
-    def _record(self, item: RunningTrial) -> None:
-        trial = item.trial
-        trial.duration = item.close()
-        returncode = item.process.returncode
+    def _record(self, result: JobResult) -> None:
+        trial = next(t for t in self.study.trials if t.directory_name == result.job.name)
+        trial.duration = result.seconds
         try:
-            if returncode != 0:
-                raise ValueError(f"exit code {returncode}: {item.last_error_line()}")
+            if not result.ok:
+                raise ValueError(f"exit code {result.returncode}: {result.error}")
             trial.outcome = read_outcome(
-                item.directory, self.settings.constraint, self.settings.cost_limit
+                Path(self.settings.study_dir) / trial.directory_name,
+                self.settings.constraint,
+                self.settings.cost_limit,
             )
             trial.status, trial.error = DONE, None
         except ValueError as error:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-METRICS_FILE = "metrics.jsonl"
+from saferl_tf.files import METRICS_FILE
+
 TENSORBOARD_VIDEO_FRAMES = 250
 TENSORBOARD_VIDEO_SIZE = 160
 
