@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh clone:
 #   make train   create .venv if missing, install, run the main job
-#   make test    create .venv if missing, install, run the default test suite
+#   make test    create .venv if missing, install (with the distributed extra, Ray,
+#                so the Ray executor's tests run), run the default test suite
 # The install is idempotent: a stamp file is newer than the files it was made
 # from, so a second call installs nothing. saferl_tf goes in editable, so edits
 # to its modules and presets need no reinstall; setup.cfg (dependencies, console
@@ -11,6 +12,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.saferl_tf-installed
+DISTRIBUTED_STAMP := $(VENV)/.saferl_tf-distributed-installed
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 
 ENV_ID ?= sgym_Safexp-PointGoal2-v0
@@ -32,7 +34,12 @@ $(STAMP): requirements.txt requirements-nodeps.txt setup.cfg pyproject.toml
 train: venv
 	$(VENV)/bin/saferl-train --env=$(ENV_ID) --safety $(ARGS)
 
-test: venv
+# The optional Ray extra (setup.cfg's `distributed`), pinned in its own file.
+$(DISTRIBUTED_STAMP): $(STAMP) requirements-distributed.txt
+	$(PIP) install -r requirements-distributed.txt
+	@touch $(DISTRIBUTED_STAMP)
+
+test: venv $(DISTRIBUTED_STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 wheel: venv

@@ -178,12 +178,14 @@ class Tuner:
     # --- The loop ------------------------------------------------------------
 
     def run(self) -> Study:
-        study_dir = files.make_folder(self.settings.study_dir, "choose another --study_dir")
-        with files.exclusive_lock(study_dir, "study", "choose another --study_dir"):
-            executor = self.executor or LocalExecutor(study_dir, self.settings.workers)
-            try:
+        executor = self.executor
+        try:
+            study_dir = files.make_folder(self.settings.study_dir, "choose another --study_dir")
+            with files.exclusive_lock(study_dir, "study", "choose another --study_dir"):
+                executor = executor or LocalExecutor(study_dir, self.settings.workers)
                 return self._run(executor)
-            finally:
+        finally:
+            if executor is not None:
                 executor.close()  # Interrupted trials checkpoint, to be rerun on resume.
 
     def _run(self, executor) -> Study:

@@ -4,19 +4,25 @@
 same program.) Logs to ``<results_dir>/<agent>/<env>/<seed>/`` (TensorBoard
 events, metrics.jsonl, config.json, checkpoints, replay), or to the folder
 ``--run_dir`` names; running the same command again resumes from the newest
-checkpoint. ``--seeds=0,1,2`` trains several seeds one after another, each in
-its own folder. ``--config=debug`` picks a preset from
+checkpoint. ``--seeds=0-4`` trains several seeds, each in its own folder: one
+after another, ``--workers=N`` at once as child processes, or as Ray tasks with
+``--executor=ray [--address=auto]`` (see ``saferl-sweep`` for several agents
+and environments). ``--config=debug`` picks a preset from
 ``saferl_tf/configs/<agent>.yaml`` (or a YAML/JSON file); ``--config.KEY=VALUE``
 sets one key of the agent's config.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from absl import flags
 
 from saferl_tf import cli
+from saferl_tf.cli.executors import check_executor_flags, define_executor_flags, executor_from_flags
 
 FLAGS = flags.FLAGS
 
@@ -25,20 +31,29 @@ def define_flags() -> None:
     flags.DEFINE_string("env", "sgym_Safexp-PointGoal2-v0", "Environment id (sgym_/gym_/saferl_).")
     flags.DEFINE_string("agent", "lambda", "Registered agent name (default: LAMBDA).")
     flags.DEFINE_string(
-        "config", "", "Comma-separated presets (saferl_tf/configs/<agent>.yaml) or config files."
-    )
-    flags.DEFINE_bool("safety", None, "Cost enters the objective (otherwise it is only logged).")
-    flags.DEFINE_string(
         "run_dir",
         None,
         "The run folder (default: <results_dir>/<agent>/<env>/<seed>). "
         "--log_dir is its deprecated old name.",
     )
-    flags.DEFINE_string("results_dir", "results", "Root of the results tree.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_list(
-        "seeds", [], "Several seeds, trained one after another, one run folder each (e.g. 0,1,2)."
+        "seeds", [],
+        "Several seeds, one run folder each (e.g. 0,1,2 or 0-4): one after another, or "
+        "--workers at once, or on Ray with --executor=ray.",
+    )  # fmt: skip
+    define_run_flags()
+    define_executor_flags("Seeds trained at once (default 1: one after another, in this process).")
+
+
+def define_run_flags() -> None:
+    """The flags of a training run other than what it trains and where (shared
+    with saferl-sweep)."""
+    flags.DEFINE_string(
+        "config", "", "Comma-separated presets (saferl_tf/configs/<agent>.yaml) or config files."
     )
+    flags.DEFINE_bool("safety", None, "Cost enters the objective (otherwise it is only logged).")
+    flags.DEFINE_string("results_dir", "results", "Root of the results tree.")
     flags.DEFINE_integer(
         "total_steps",
         None,
@@ -77,25 +92,18 @@ def define_flags() -> None:
     flags.DEFINE_list("imports", [], "Modules or .py files to import first (to register agents).")
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    """The ``saferl-train`` entry point; ``argv`` as ``sys.argv`` (program name first)."""
-    cli.launch(__doc__, define_flags, _train, argv)
+def settings_from_flags(env: str, agent: str, seed: int, run_dir: str | None = None):
+    """The ``RunSettings`` the run flags describe, for one agent, env and seed."""
+    from saferl_tf.training.experiment import RunSettings
 
-
-def _train():
-    run_dir = cli.run_dir_flag()
-    cli.import_user_modules(FLAGS.imports)
-    from saferl_tf.training.experiment import RunSettings, describe, parse_seeds, train_seeds
-
-    seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else [FLAGS.seed]
-    settings = RunSettings(
-        env=FLAGS.env,
-        agent=FLAGS.agent,
+    return RunSettings(
+        env=env,
+        agent=agent,
         config=FLAGS.config,
         overrides=dict(cli.CONFIG_OVERRIDES),
         run_dir=run_dir,
         results_dir=FLAGS.results_dir,
-        seed=FLAGS.seed,
+        seed=seed,
         total_steps=FLAGS.total_steps,
         eval_every=FLAGS.eval_every,
         eval_episodes=FLAGS.eval_episodes,
@@ -112,11 +120,64 @@ def _train():
         eval_video_every=FLAGS.eval_video_every,
         eval_video_size=FLAGS.eval_video_size,
     )
+
+
+def imports_for_jobs() -> tuple[str, ...]:
+    """--imports as child processes elsewhere can use them (.py files absolute)."""
+    return tuple(str(Path(i).resolve()) if i.endswith(".py") else i for i in FLAGS.imports)
+
+
+def run_jobs(runs) -> None:
+    """Trains ``runs`` (complete ``RunSettings``) through the executor the flags
+    name; exits 1 naming the runs that failed."""
+    from saferl_tf.distributed.sweep import run_sweep
+
+    executor = executor_from_flags(FLAGS.results_dir)
+    results = run_sweep(runs, executor, imports=imports_for_jobs())
+    failed = [result for result in results if not result.ok]
+    if failed:
+        for result in failed:
+            print(f"error: {result.job.name}: {result.error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The ``saferl-train`` entry point; ``argv`` as ``sys.argv`` (program name first)."""
+    cli.launch(__doc__, define_flags, _train, argv)
+
+
+def _train():
+    run_dir = cli.run_dir_flag()
+    cli.import_user_modules(FLAGS.imports)
+    from saferl_tf.errors import ConfigError
+    from saferl_tf.training.experiment import (
+        complete_schedule,
+        describe,
+        parse_seeds,
+        resolve,
+        train_seeds,
+    )
+
+    check_executor_flags()
+    seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else [FLAGS.seed]
+    settings = settings_from_flags(FLAGS.env, FLAGS.agent, FLAGS.seed, run_dir)
+    through_executor = FLAGS.executor == "ray" or (FLAGS.workers or 1) > 1
+    if through_executor and run_dir:
+        raise ConfigError(
+            "--run_dir names one folder; with --executor=ray or --workers the runs go to "
+            "<results_dir>/<agent>/<env>/<seed>: give --results_dir"
+        )
     if FLAGS.dry_run:
         for line in describe(settings, seeds):
             print(f"dry run: {line}")
         return
-    train_seeds(settings, seeds)
+    if not through_executor:
+        train_seeds(settings, seeds)
+        return
+    runs = [complete_schedule(dataclasses.replace(settings, seed=seed)) for seed in seeds]
+    for run in runs:
+        resolve(run)  # Every check before anything starts.
+    run_jobs(runs)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ program.) Every trial is a full ``saferl-train`` run in
 the constraint (``eval/episode_cost`` or ``train/cost_rate`` <= the cost limit)
 each get a GP; Trieste's expected constrained improvement picks the next point.
 ``--objective=penalty`` folds them as the LAMBDA-BO seed did; ``--backend=skopt``
-minimizes that penalty with scikit-optimize. Run the same command again to
-resume a killed study. ``--synthetic=gardner`` tunes a cheap test problem
-instead of training runs.
+minimizes that penalty with scikit-optimize. Trials run as ``--workers`` child
+processes, or as Ray tasks with ``--executor=ray [--address=auto]
+[--trial_cpus=1 --trial_gpus=0]``, a new point proposed as each trial ends.
+Run the same command again to resume a killed study. ``--synthetic=gardner``
+tunes a cheap test problem instead of training runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from saferl_tf import cli
+from saferl_tf.cli.executors import check_executor_flags, define_executor_flags, executor_from_flags
 
 FLAGS = flags.FLAGS
 
@@ -41,9 +44,12 @@ def define_flags() -> None:
     flags.DEFINE_enum("design", "sobol", ["sobol", "lhs"], "Initial design.")
     flags.DEFINE_integer("trial_steps", 20_000, "Environment steps of each training trial.")
     flags.DEFINE_integer("eval_episodes", 3, "Evaluation episodes at the end of each trial.")
-    flags.DEFINE_integer("workers", 1, "Trials run at once (local processes).")
     flags.DEFINE_string("study_dir", None, "Study folder (default results/tune/<agent>/<env>).")
-    flags.DEFINE_enum("backend", "trieste", ["trieste", "skopt"], "BO library.")
+    flags.DEFINE_string(
+        "backend", "trieste",
+        "BO library: trieste (constrained BO) or skopt (the folded penalty). Where trials run "
+        "is --executor.",
+    )  # fmt: skip
     flags.DEFINE_enum(
         "objective",
         "constrained",
@@ -64,6 +70,9 @@ def define_flags() -> None:
     flags.DEFINE_list("imports", [], "Modules or .py files that register agents/environments.")
     flags.DEFINE_string("synthetic", None, "Tune a synthetic problem (gardner) instead.")
     flags.DEFINE_float("synthetic_sleep", 0.0, "Seconds each synthetic trial sleeps.")
+    define_executor_flags(
+        "Trials run at once (default: 1 locally; on Ray, as many as the cluster fits)."
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> None:
@@ -82,6 +91,12 @@ def _tune():
     from saferl_tf.errors import ConfigError, UnknownNameError, did_you_mean
 
     cli.import_user_modules(FLAGS.imports)
+    check_executor_flags()
+    if FLAGS.backend in ("ray", "local"):
+        raise ConfigError(
+            f"--backend names the BO library (trieste, skopt); to run trials "
+            f"{'on Ray' if FLAGS.backend == 'ray' else 'locally'}, use --executor={FLAGS.backend}"
+        )
     objective = FLAGS.objective
     if FLAGS.backend == "skopt" and objective != "penalty":
         print("note: --backend=skopt minimizes the penalty objective", file=sys.stderr)
@@ -147,7 +162,7 @@ def _tune():
         objective=objective,
         constraint=FLAGS.constraint,
         cost_limit=cost_limit,
-        workers=FLAGS.workers,
+        workers=FLAGS.workers or 1,
         seed=FLAGS.seed,
     )
     if FLAGS.dry_run:
@@ -158,7 +173,11 @@ def _tune():
             f"({settings.trials} trials, {settings.backend}) in {study_dir}"
         )
         return
-    Tuner(settings, spec).run()
+    tuner = Tuner(settings, spec)
+    executor = executor_from_flags(study_dir)
+    settings.workers = executor.slots
+    tuner.executor = executor
+    tuner.run()
 
 
 if __name__ == "__main__":

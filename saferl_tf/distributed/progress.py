@@ -34,7 +34,7 @@ class ProgressBoard:
         running = executor.running()
         lines = [f"{self.what}: {pending} pending, {len(running)} running, {self.done} finished, "
                  f"{self.failed} failed ({self.total} in all)"]  # fmt: skip
-        for name, progress in sorted(executor.progress().items()):
+        for name, progress in sorted(executor.progress().items() if running else []):
             step = "-" if progress.step is None else str(progress.step)
             value = "-" if progress.episode_return is None else f"{progress.episode_return:.4g}"
             lines.append(f"  {name}   step {step}   return {value}")

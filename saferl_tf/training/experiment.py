@@ -214,14 +214,23 @@ def _refuse_unresumable(run_dir: Path, checkpoint_dir: Path) -> None:
 
 
 def parse_seeds(values) -> list[int]:
-    """['0', '1', '2'] -> [0, 1, 2], or a one-line ConfigError."""
+    """['0', '1', '2'] or ['0-2'] -> [0, 1, 2], or a one-line ConfigError."""
     seeds = []
     for value in values:
+        text = str(value).strip()
+        first, dash, last = text.partition("-")
         try:
-            seeds.append(int(str(value).strip()))
+            if dash and first:  # A range a-b (a leading '-' is a negative seed).
+                low, high = int(first), int(last)
+                if high < low:
+                    raise ValueError
+                seeds.extend(range(low, high + 1))
+            else:
+                seeds.append(int(text))
         except ValueError:
             raise ConfigError(
-                f"--seeds must be comma-separated integers (e.g. 0,1,2), got {value!r}"
+                "--seeds must be comma-separated integers or ranges (e.g. 0,1,2 or 0-4), "
+                f"got {value!r}"
             ) from None
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds has a repeated seed: {','.join(map(str, seeds))}")
