@@ -53,7 +53,8 @@ def test_readme_agent_example_trains_from_the_launcher(python, subprocess_env, t
 # --- Every command in the README's shell blocks is a valid command -------------
 
 PROGRAMS = {"saferl-train": "train", "saferl-tune": "tune", "saferl-search": "search",
-            "saferl-plot": "plot", "saferl-evaluate": "evaluate"}  # fmt: skip
+            "saferl-plot": "plot", "saferl-evaluate": "evaluate",
+            "saferl-sweep": "sweep"}  # fmt: skip
 NOT_CHECKED = ("make test", "make venv", "make lint", "make format", "make bench-env",
                "make wheel", ".venv/bin/tensorboard", ".venv/bin/pip", "pip install")  # fmt: skip
 

@@ -63,7 +63,10 @@ def flags_parser(argv: Sequence[str]) -> list[str]:
     try:
         remaining = flags.FLAGS(rest)
     except flags.Error as error:
-        fail(f"{error} (see --helpfull for the accepted flags)")
+        hint = ""
+        if "Unknown command line flag 'backend'" in str(error):
+            hint = "; where runs go is --executor=local|ray (--backend is saferl-tune's BO library)"
+        fail(f"{error}{hint} (see --helpfull for the accepted flags)")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     return remaining

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -137,7 +138,10 @@ def run_job(job: Job, storage: str | None, collector) -> tuple[int, str | None, 
     sent_checkpoint = _newest_checkpoint(run_dir)
     try:
         while process.poll() is None:
-            time.sleep(SYNC_SECONDS)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=SYNC_SECONDS)  # Returns at once when the job ends.
+            if process.poll() is not None:
+                break
             if collector is not None:
                 progress = read_progress(run_dir)
                 collector.report.remote(job.name, progress.step, progress.episode_return)
