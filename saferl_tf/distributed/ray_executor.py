@@ -215,9 +215,11 @@ class RayExecutor:
                 )
                 .remote(str(self.root))
             )
-        self._task = ray.remote(run_job).options(
-            num_cpus=cpus, num_gpus=gpus, max_retries=max_retries, retry_exceptions=[RunLost]
-        )
+        options = dict(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries,
+                       retry_exceptions=[RunLost])  # fmt: skip
+        if 0 < gpus < 1:  # Runs sharing a GPU: TensorFlow must not take all its memory.
+            options["runtime_env"] = {"env_vars": {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}}
+        self._task = ray.remote(run_job).options(**options)
         self._running: dict = {}  # ObjectRef -> (job, started)
         self._ray = ray
 
