@@ -77,6 +77,31 @@ def test_seed_ranges_and_what_counts_as_a_lost_process():
     assert not was_lost(1) and not was_lost(2)  # An error of the run's own: not retried.
 
 
+def test_the_progress_view_counts_jobs_and_shows_each_running_ones_step_and_return():
+    import io
+
+    from saferl_tf.distributed import JobResult, ProgressBoard, RunProgress
+
+    class Running:
+        def running(self):
+            return ["a/0", "b/1"]
+
+        def progress(self):
+            return {"a/0": RunProgress(1200, 4.25), "b/1": RunProgress()}
+
+    out = io.StringIO()
+    board = ProgressBoard(out, total=5, every=3600)
+    board.count_finished(1, 0)
+    board.finished(JobResult(Job("c", "c", ()), 1, 3.0, error="boom"))
+    board.show(Running(), pending=1)  # Not yet: every hour.
+    assert out.getvalue() == ""
+    board.show(Running(), pending=1, force=True)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "runs: 1 pending, 2 running, 1 finished, 1 failed (5 in all)"
+    assert lines[1].split() == ["a/0", "step", "1200", "return", "4.25"]
+    assert lines[2].split() == ["b/1", "step", "-", "return", "-"]
+
+
 def _train_job(name: str, steps: int, checkpoint_every: int, seed: int = 0) -> Job:
     return Job(name=name, folder=name, module_args=(
         "saferl_tf.cli.train", "--agent=random", "--env=saferl_TestCounting-v0",
@@ -184,6 +209,15 @@ def test_a_study_on_ray_runs_synthetic_and_training_trials(ray_cluster, python, 
         run = training / trial.directory_name
         assert json.loads((run / "summary.json").read_text())["env_steps"] == 60
         assert list((run / "checkpoints").glob("ckpt-60.index"))
+    # A trial that fails on its own (a NaN) is recorded as failed, not retried.
+    diverging = tmp_path / "diverging"
+    _run([python, TUNE, "--agent=test_flaky", "--env=saferl_TestCounting-v0",
+          "--space=diverge:0.6:1", "--trials=1", "--initial=1", "--trial_steps=60",
+          f"--imports={FAKES}", f"--study_dir={diverging}", *ray], env)  # fmt: skip
+    (trial,) = Study.load(diverging).trials
+    assert trial.status == "failed" and "non-finite loss" in trial.error
+    log = (diverging / trial.directory_name / "stderr.log").read_text()
+    assert log.count("saferl_tf: training test_flaky") == 1  # One attempt only.
 
 
 def test_a_run_killed_on_ray_is_retried_from_its_checkpoint(ray_cluster, python, tmp_path):
