@@ -223,8 +223,25 @@ def test_a_killed_run_resumes_from_its_checkpoint(python, subprocess_env, tmp_pa
     assert any("policy/case" in row and row["step"] > step for row in rows)
 
 
-def test_acting_uses_the_current_policy_and_the_schedule_survives_a_checkpoint(tmp_path):
+def test_evaluation_samples_the_gaussian_policy_unless_told_to_take_its_mean():
+    observation = np.zeros((2000, 3), np.float32)
     agent = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent))
+    mean = agent.policy.mean_and_log_std(tf.constant(observation[:1]))[0].numpy()[0]
+    std = np.exp(agent.policy.log_std.numpy())
+    actions = agent.act(observation, explore=False)
+    # Samples around the mean with the policy's std (clipping to [-1, 1] aside).
+    np.testing.assert_allclose(actions.mean(0), np.clip(mean, -1, 1), atol=0.05)
+    np.testing.assert_allclose(actions.std(0), std, rtol=0.1)
+    state = agent.rng.bit_generator.state
+    agent.act(observation, explore=False)
+    assert agent.rng.bit_generator.state == state  # Training's draws are untouched.
+    fixed = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent, evaluate_with_samples=False))
+    np.testing.assert_allclose(fixed.act(observation[:3], explore=False),
+                               np.clip(np.stack([mean] * 3), -1, 1), rtol=1e-5)  # fmt: skip
+
+
+def test_acting_uses_the_current_policy_and_the_schedule_survives_a_checkpoint(tmp_path):
+    agent = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent, evaluate_with_samples=False))
     observation = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     expected = agent.policy.mean_and_log_std(tf.constant(observation))[0].numpy()
     np.testing.assert_allclose(agent.act(observation, explore=False), np.clip(expected, -1, 1),
@@ -234,7 +251,7 @@ def test_acting_uses_the_current_policy_and_the_schedule_survives_a_checkpoint(t
     np.testing.assert_allclose(agent.act(observation, explore=False), np.clip(expected, -1, 1),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
     agent.save(tmp_path)
-    fresh = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent))
+    fresh = CPOAgent(OBSERVATION, ACTION, config_for(CPOAgent, evaluate_with_samples=False))
     assert fresh.restore(tmp_path)
     assert fresh.schedule == agent.schedule and fresh.schedule.epoch == 1
     np.testing.assert_array_equal(fresh.archive.fields()["epoch"], agent.archive.fields()["epoch"])
@@ -254,6 +271,7 @@ def test_cpo_keeps_its_limit_while_the_return_rises(tmp_path):
     scalars = {}
     for agent in ("cpo", "trpo"):
         train(RunSettings(env="saferl_PointHazard-v0", agent=agent, config="hazard",
+                          overrides={"evaluate_with_samples": "false"},  # The mean action.
                           results_dir=str(tmp_path), total_steps=40_000, eval_every=5000,
                           eval_episodes=5, progress=False))  # fmt: skip
         scalars[agent] = read_scalars(tmp_path / agent / "saferl_PointHazard-v0" / "0")

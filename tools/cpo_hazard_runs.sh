@@ -10,8 +10,9 @@ python=${PYTHON:-.venv/bin/python}
 mkdir -p "$out"
 for seed in 0 1 2; do
   for agent in cpo trpo; do
+    # Evaluations with the mean action, as the table in docs/BENCHMARKS.md was measured.
     "$python" -m saferl_tf.cli.train --agent="$agent" --config=hazard --env=saferl_PointHazard-v0 \
-      --seed="$seed" --total_steps=60000 --eval_every=5000 --eval_episodes=5 --noprogress \
+      --config.evaluate_with_samples=false --seed="$seed" --total_steps=60000 --eval_every=5000 --eval_episodes=5 --noprogress \
       --run_dir="$out/$agent/saferl_PointHazard-v0/$seed" > "$out/$agent-$seed.log" 2>&1 &
   done
   wait

@@ -152,6 +152,10 @@ class CMBPOAgent(Agent):
         policy_units: int = 128
         policy_layers: int = 2
         initial_log_std: float = -0.5
+        # Evaluation acts with samples of the Gaussian policy, the policy the
+        # constraint holds for, as the published code (its eval_deterministic
+        # False); false: with its mean action, which may cost far more.
+        evaluate_with_samples: bool = True
         target_kl: float = 0.01
         damping: float = 0.1
         cg_iterations: int = 10
@@ -271,6 +275,8 @@ class CMBPOAgent(Agent):
         )
         self.random = tf.random.Generator.from_seed(self.seed + 11)
         self._stash = None  # The last exploring act: (observation, action, mean).
+        # Evaluation draws apart, so that evaluating leaves training's draws as they are.
+        self._evaluation_rng = np.random.default_rng(self.seed + 13)
         self._acting_weights = None
         self._policy_update = tf.function(self._policy_update_impl, jit_compile=config.jit)
         self._rollout = tf.function(self._rollout_impl, jit_compile=config.jit)
@@ -369,6 +375,9 @@ class CMBPOAgent(Agent):
             noise = self.rng.standard_normal(mean.shape).astype(np.float32)
             action = mean + np.exp(self._acting_weights[-1]) * noise
             self._stash = (np.array(observation, np.float32), action, mean)
+        elif self.config.evaluate_with_samples:
+            noise = self._evaluation_rng.standard_normal(mean.shape).astype(np.float32)
+            action = mean + np.exp(self._acting_weights[-1]) * noise
         else:
             action = mean
         # The environment gets the action clipped to its bounds; the policy's

@@ -34,8 +34,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("video_size", 480, "Height and width of the video in pixels (even).")
     flags.DEFINE_bool(
         "deterministic", True,
-        "The deterministic (evaluation) policy; --nodeterministic: the policy the agent "
-        "collects with in training.",
+        "The agent's evaluation policy (the mean action for most agents; CMBPO, CPO and TRPO "
+        "sample their Gaussian policy unless their config says evaluate_with_samples=false); "
+        "--nodeterministic: the policy the agent collects with in training.",
     )  # fmt: skip
     flags.DEFINE_integer("seed", 0, "Episode k resets its environment with seed + k.")
     flags.DEFINE_integer("num_envs", 1, "Environments played in parallel worker processes.")
