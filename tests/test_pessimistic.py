@@ -73,18 +73,49 @@ def test_plans_are_deterministic_given_the_seed_and_warm_start_shifts():
     observation = np.array([-1.0, 0.0, 0.0], np.float32)
     state = list(agent.initial_plan_state())
     state[0] = np.linspace(-1, 1, agent.config.horizon, dtype=np.float32)[:, None]
-    state = tuple(tf.constant(part) for part in state)
-    seed = tf.constant([4, 2])
-    first, next_state = agent._plan_step(observation, state, seed)
-    second, again = agent._plan_step(observation, state, seed)
+    state = tuple(tf.constant(part)[None] for part in state)  # One environment.
+    seed = tf.constant([[4, 2]])
+    first, next_state = agent._plan_step(observation[None], state, seed)
+    second, again = agent._plan_step(observation[None], state, seed)
     np.testing.assert_array_equal(first.numpy(), second.numpy())
     for part, repeated in zip(next_state, again):
         np.testing.assert_array_equal(part.numpy(), repeated.numpy())
-    _, other = agent._plan_step(observation, state, tf.constant([5, 2]))
+    _, other = agent._plan_step(observation[None], state, tf.constant([[5, 2]]))
     assert not np.array_equal(next_state[0].numpy(), other[0].numpy())
     # The reduced planner's warm start: the action mean shifted, zero-filled; η afresh.
-    assert next_state[0].shape == state[0].shape and np.all(next_state[0].numpy()[-1] == 0.0)
+    assert next_state[0].shape == state[0].shape and np.all(next_state[0].numpy()[0, -1] == 0.0)
     assert np.all(next_state[1].numpy() == 0.0)
+
+
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("cem_cost", {"reward_particles": 2}),
+        ("pessimistic_fixed", {}),
+        ("pessimistic", {"opponent_elites": 2, "warm_start": "shift_all", "carry_std": False}),
+        ("pessimistic", {"safety": False}),
+        ("optimistic_pessimistic", {}),
+        ("pessimistic_trajectory", {"reward_particles": 2}),
+    ],
+)
+def test_environments_planned_in_one_call_get_the_plans_they_get_alone(name, overrides):
+    agent, env = debug_agent(name, **overrides)
+    run_steps(agent, env, 60)
+    observations = np.random.default_rng(4).normal(size=(3, 3)).astype(np.float32)
+    seeds = np.array([[1, 2], [3, 4], [5, 6]], np.int32)
+    states = [None] * 3
+    traced = agent.trace_count
+    for step in range(2):  # From the start of an episode, then warm started.
+        together, after = agent.plan_batch(observations, states, seeds + step)
+        for b in range(3):
+            alone, alone_after = agent.plan_batch(observations[b : b + 1], [states[b]],
+                                                  seeds[b : b + 1] + step)  # fmt: skip
+            np.testing.assert_allclose(together[b], alone[0], rtol=1e-4, atol=1e-5)
+            for part, single in zip(after[b], alone_after[0]):
+                np.testing.assert_allclose(part, single, rtol=1e-4, atol=1e-5)
+        assert not np.allclose(after[0][0], after[1][0])  # The environments plan apart.
+        states = after
+    assert agent.trace_count == traced + 1  # One more trace: the batch of 3 (1 was acting).
 
 
 def test_optimistic_variant_plans_actions_and_reward_eta():
@@ -92,33 +123,33 @@ def test_optimistic_variant_plans_actions_and_reward_eta():
     run_steps(agent, env, 60)  # Fitted: the members disagree, so η moves the trajectory.
     horizon = agent.config.horizon
     assert agent.plan_size == 1 + 3  # The action, then the reward η (one per observation).
-    start = tf.constant([-1.0, 0.2, 1.0])
+    start = tf.constant([[-1.0, 0.2, 1.0]])  # One environment: [B, O].
     rng = np.random.default_rng(0)
-    actions = tf.constant(rng.uniform(-1, 1, (4, horizon, 1)), tf.float32)
-    reward_eta = tf.constant(rng.uniform(-1, 1, (4, horizon, 3)), tf.float32)
-    cost_eta = tf.constant(rng.uniform(-1, 1, (1, horizon, 3)), tf.float32)
+    actions = tf.constant(rng.uniform(-1, 1, (1, 4, horizon, 1)), tf.float32)
+    reward_eta = tf.constant(rng.uniform(-1, 1, (1, 4, horizon, 3)), tf.float32)
+    cost_eta = tf.constant(rng.uniform(-1, 1, (1, 1, horizon, 3)), tf.float32)
     # J: rewards along the planner's own η, costs along the adversary's.
     value = agent.minmax_objective(start, tf.concat([actions, reward_eta], -1), cost_eta,
-                                   tf.constant([0, 0]))[:, 0]  # fmt: skip
+                                   tf.constant([[0, 0]]))[..., 0]  # fmt: skip
     rewards, _ = agent.trajectories.rollout(start, actions, reward_eta, agent.alpha)
     _, costs = agent.trajectories.rollout(start, actions, cost_eta, agent.alpha)
-    expected = agent.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+    expected = agent.constraint_term(costs) - tf.reduce_mean(rewards, axis=-1)
     np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
     mean_rewards, _ = agent.trajectories.rollout(start, actions)
     assert not np.allclose(rewards.numpy(), mean_rewards.numpy())  # So η above mattered.
     # The planner chooses η with the actions, optimistically: the planned sequence
     # scores more reward along its own η than its actions do on the mean model.
-    warm = tuple(tf.constant(part) for part in agent.initial_plan_state())
+    warm = tuple(tf.constant(part)[None] for part in agent.initial_plan_state())
     for seed in ([0, 1], [3, 1]):
-        best, state = tf.function(agent._plan_sequence)(start, warm, tf.constant(seed))
-        assert best.shape == state[0].shape == (horizon, 1 + 3)
-        assert np.all(np.abs(best.numpy()) <= 1.0) and np.any(best.numpy()[:, 1:] != 0.0)
-        optimistic, _ = agent.trajectories.rollout(start, best[None, :, :1], best[None, :, 1:],
-                                                   agent.alpha)  # fmt: skip
-        on_mean, _ = agent.trajectories.rollout(start, best[None, :, :1])
+        best, state = tf.function(agent._plan_sequence)(start, warm, tf.constant([seed]))
+        assert best.shape == state[0].shape == (1, horizon, 1 + 3)
+        assert np.all(np.abs(best.numpy()) <= 1.0) and np.any(best.numpy()[..., 1:] != 0.0)
+        optimistic, _ = agent.trajectories.rollout(start, best[:, None, :, :1],
+                                                   best[:, None, :, 1:], agent.alpha)  # fmt: skip
+        on_mean, _ = agent.trajectories.rollout(start, best[:, None, :, :1])
         assert float(tf.reduce_mean(optimistic)) > float(tf.reduce_mean(on_mean)), seed
-    action, next_warm = agent._plan_step(start, warm, tf.constant([0, 1]))
-    assert action.shape == (1,) and next_warm[0].shape == (horizon, 1 + 3)
+    action, next_warm = agent._plan_step(start, warm, tf.constant([[0, 1]]))
+    assert action.shape == (1, 1) and next_warm[0].shape == (1, horizon, 1 + 3)
 
 
 def test_without_known_functions_the_ensemble_learns_reward_and_cost():
@@ -228,11 +259,11 @@ def test_fused_reward_and_cost_rollouts_equal_separate_ones():
     agent, env = debug_agent()
     run_steps(agent, env, 60)
     trajectories, alpha = agent.trajectories, tf.constant(2.0)
-    start = tf.constant([-1.0, 0.2, 1.0])
+    start = tf.constant([[-1.0, 0.2, 1.0], [0.5, -0.5, 0.0]])  # Two environments.
     rng = np.random.default_rng(0)
-    actions = tf.constant(rng.uniform(-1, 1, (6, 5, 1)), tf.float32)
-    eta = tf.constant(rng.uniform(-1, 1, (6, 5, 3)), tf.float32)
-    for reward_eta, cost_actions, cost_eta in [(None, actions, eta), (eta, actions[:1], eta)]:
+    actions = tf.constant(rng.uniform(-1, 1, (2, 6, 5, 1)), tf.float32)
+    eta = tf.constant(rng.uniform(-1, 1, (2, 6, 5, 3)), tf.float32)
+    for reward_eta, cost_actions, cost_eta in [(None, actions, eta), (eta, actions[:, :1], eta)]:
         rewards, costs = trajectories.reward_and_cost(start, actions, reward_eta, cost_actions,
                                                       cost_eta, alpha)  # fmt: skip
         expected_rewards, _ = trajectories.rollout(start, actions, reward_eta, alpha)
@@ -295,33 +326,35 @@ def test_sampled_trajectories_share_their_noise_across_plans():
     agent, env = debug_agent(reward_particles=4)
     run_steps(agent, env, 60)
     horizon = agent.config.horizon
-    start = tf.constant([-1.0, 0.2, 1.0])
-    actions = tf.constant(np.random.default_rng(1).uniform(-1, 1, (3, horizon, 1)), tf.float32)
-    twice = tf.concat([actions, actions], 0)
-    noise = tf.random.stateless_normal([4, horizon, 3], [1, 1])
+    start = tf.constant([[-1.0, 0.2, 1.0]])
+    actions = tf.constant(np.random.default_rng(1).uniform(-1, 1, (1, 3, horizon, 1)), tf.float32)
+    twice = tf.concat([actions, actions], 1)
+    noise = tf.random.stateless_normal([1, 4, horizon, 3], [1, 1])
     rewards, _ = agent.trajectories.sampled(start, twice, noise)
+    rewards = rewards[0]
     np.testing.assert_allclose(rewards[:3].numpy(), rewards[3:].numpy())  # Same noise per plan.
     assert not np.allclose(rewards[:, 0].numpy(), rewards[:, 1].numpy())  # Particles differ.
     # Zero noise is the model's mean trajectory.
-    still, _ = agent.trajectories.sampled(start, actions, tf.zeros([1, horizon, 3]))
+    still, _ = agent.trajectories.sampled(start, actions, tf.zeros([1, 1, horizon, 3]))
     mean, _ = agent.trajectories.rollout(start, actions)
-    np.testing.assert_allclose(still[:, 0].numpy(), mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(still[:, :, 0].numpy(), mean.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_pessimistic_trajectory_penalizes_the_worst_particles_cost():
     agent, env = debug_agent("pessimistic_trajectory", reward_particles=5)
     run_steps(agent, env, 60)
     horizon = agent.config.horizon
-    start = tf.constant([-1.0, 0.0, 4.0])
-    actions = tf.constant(np.random.default_rng(2).uniform(-1, 1, (6, horizon, 1)), tf.float32)
+    start = tf.constant([[-1.0, 0.0, 4.0]])
+    actions = tf.constant(np.random.default_rng(2).uniform(-1, 1, (1, 6, horizon, 1)), tf.float32)
     seed = tf.constant([3, 4])
-    value = agent.objective(start, actions, seed)
+    value = agent.objective(start, actions, seed[None])[0]
     reward_seed, cost_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    rewards, _ = agent.trajectories.sampled(start, actions, agent._particle_noise(reward_seed))
-    _, costs = agent.trajectories.sampled(start, actions, agent._particle_noise(cost_seed))
-    summed = tf.reduce_sum(costs, 2).numpy()  # [N, P]
+    noise = agent._particle_noise(reward_seed[None])
+    rewards, _ = agent.trajectories.sampled(start, actions, noise)
+    _, costs = agent.trajectories.sampled(start, actions, agent._particle_noise(cost_seed[None]))
+    summed = tf.reduce_sum(costs[0], 2).numpy()  # [N, P]
     expected = (agent.config.penalty * np.maximum(summed.max(1) - agent.horizon_cost_limit, 0)
-                - rewards.numpy().mean((1, 2)))  # fmt: skip
+                - rewards[0].numpy().mean((1, 2)))  # fmt: skip
     np.testing.assert_allclose(value.numpy(), expected, rtol=1e-5, atol=1e-5)
     assert agent.act(np.array([[-1.0, 0.0, 0.0]], np.float32), explore=False).shape == (1, 1)
 
@@ -340,14 +373,15 @@ def test_without_safety_the_planner_skips_the_adversary():
     calls = []
     original = agent.trajectories.pair_costs
     agent.trajectories.pair_costs = lambda *args: calls.append(1) or original(*args)
-    state = tuple(tf.constant(part) for part in agent.initial_plan_state())
-    best, after = agent._plan_sequence(tf.constant([-1.0, 0.0, 0.0]), state, tf.constant([1, 2]))
+    state = tuple(tf.constant(part)[None] for part in agent.initial_plan_state())
+    start = tf.constant([[-1.0, 0.0, 0.0]])
+    best, after = agent._plan_sequence(start, state, tf.constant([[1, 2]]))
     assert not calls  # No cost rollouts, no η search.
-    assert best.shape == (agent.config.horizon, 1)
+    assert best.shape == (1, agent.config.horizon, 1)
     assert [part.shape for part in after] == [part.shape for part in state]
     safe, _ = debug_agent()
     safe.trajectories.pair_costs = agent.trajectories.pair_costs
-    safe._plan_sequence(tf.constant([-1.0, 0.0, 0.0]), state, tf.constant([1, 2]))
+    safe._plan_sequence(start, state, tf.constant([[1, 2]]))
     assert calls  # With --safety the adversary plays.
 
 
@@ -361,9 +395,10 @@ def test_a_learned_cost_is_clipped_to_its_range_and_pushed_by_its_own_spread():
     horizon = agent.config.horizon
     start = tf.constant([-1.0, 0.0, 5.0])
     actions = tf.constant(np.random.default_rng(3).uniform(-1, 1, (64, horizon, 1)), tf.float32)
-    _, mean_costs = agent.trajectories.rollout(start, actions)
-    zero_eta = tf.zeros([1, horizon, 3])
-    _, pushed = agent.trajectories.rollout(start, actions, zero_eta, 2.0)
+    _, mean_costs = agent.trajectories.rollout(start[None], actions[None])
+    zero_eta = tf.zeros([1, 1, horizon, 3])
+    _, pushed = agent.trajectories.rollout(start[None], actions[None], zero_eta, 2.0)
+    mean_costs, pushed = mean_costs[0], pushed[0]
     # The same states (η = 0), a cost higher by 2 epistemic stds, within the range.
     assert np.all(pushed.numpy() >= mean_costs.numpy() - 1e-6)
     assert np.any(pushed.numpy() > mean_costs.numpy() + 1e-4)

@@ -41,7 +41,9 @@ flags.DEFINE_list(
     "Planning agents to time: NAME or NAME:PRESET.",
 )
 flags.DEFINE_list("modes", ["xla", "graph"], "Compilation modes: xla, graph.")
-flags.DEFINE_list("sections", ["training", "rollouts", "planning"], "What to measure.")
+flags.DEFINE_list("sections", ["training", "rollouts", "planning"],
+                  "What to measure: training, rollouts, planning, envs.")  # fmt: skip
+flags.DEFINE_integer("num_envs", 4, "envs: environments planned in one call against one by one.")
 FLAGS = flags.FLAGS
 ENV = "saferl_ConstrainedPendulum-v0"
 ENSEMBLES = {
@@ -135,6 +137,36 @@ def time_planning(label: str, data, jit: bool) -> tuple[float, float]:
     return statistics.median(times), first
 
 
+def time_env_batching(label: str, data, jit: bool) -> tuple[float, float]:
+    """Seconds per control step of ``num_envs`` environments: planned one by
+    one (``plan`` each) and in one call (``plan_batch``); medians of plan_steps."""
+    from saferl_tf import envs
+    from saferl_tf.agents import make_agent
+    from saferl_tf.agents.base import agent_class, preset_names
+    from saferl_tf.config import build_config
+
+    name, _, preset = label.partition(":")
+    cls = agent_class(name)
+    config = build_config(cls.Config, preset_names(cls), preset.replace("+", ","),
+                          {"safety": True, "jit": jit})  # fmt: skip
+    env = envs.make(ENV)
+    agent = make_agent(name, env.observation_space, env.action_space, config,
+                       task=envs.task_functions(ENV))  # fmt: skip
+    agent.dynamics.fit(data["observation"], data["action"], data["next_observation"], max_epochs=5)
+    observations = data["observation"][: FLAGS.num_envs]
+    singles = [agent.plan(o)[1] for o in observations]  # Compiles both shapes first.
+    _, together = agent.plan_batch(observations, [None] * len(observations))
+    loop, batch = [], []
+    for _ in range(FLAGS.plan_steps):
+        started = time.perf_counter()
+        singles = [agent.plan(o, state)[1] for o, state in zip(observations, singles)]
+        loop.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        _, together = agent.plan_batch(observations, together)
+        batch.append(time.perf_counter() - started)
+    return statistics.median(loop), statistics.median(batch)
+
+
 def main(argv):
     del argv
     data = random_transitions()
@@ -143,8 +175,12 @@ def main(argv):
     rollouts = {jit: [] for jit in modes}
     planning = {(name, jit): [] for name in FLAGS.agents for jit in modes}
     compile_time = {}
+    batching = {(name, jit): [] for name in FLAGS.agents for jit in modes}
     for round_ in range(FLAGS.repeats):
         for jit in modes:
+            if "envs" in FLAGS.sections:
+                for name in FLAGS.agents:
+                    batching[name, jit].append(time_env_batching(name, data, jit))
             if "training" in FLAGS.sections:
                 for label, kwargs in ENSEMBLES.items():
                     training[label, jit].append(time_training(data, jit, kwargs))
@@ -160,6 +196,15 @@ def main(argv):
 
     def mode(jit):
         return "XLA" if jit else "graph"
+
+    if "envs" in FLAGS.sections:
+        print(f"\n| planner | mode | s per control step of {FLAGS.num_envs} environments: "
+              "one by one | in one call | one by one / one call |")  # fmt: skip
+        print("| --- | --- | ---: | ---: | ---: |")
+        for (name, jit), values in batching.items():
+            loop = statistics.median(v[0] for v in values)
+            batch = statistics.median(v[1] for v in values)
+            print(f"| {name} | {mode(jit)} | {loop:.3f} | {batch:.3f} | {loop / batch:.2f} |")
 
     if "training" in FLAGS.sections:
         print("\n| ensemble | mode | train transitions/s (batch 256 per member) |")

@@ -43,8 +43,8 @@ from saferl_tf.agents.base import Agent, register_agent
 from saferl_tf.config import AgentConfig
 from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble
-from saferl_tf.planning.cem import CEMConfig, cem_minimize, shift_plan
-from saferl_tf.planning.minmax import MinMaxConfig, MinMaxState, minmax_cem, next_state
+from saferl_tf.planning.cem import CEMConfig, cem_minimize_batched, shift_plan, split_seeds
+from saferl_tf.planning.minmax import MinMaxConfig, MinMaxState, minmax_cem_batched, next_state
 from saferl_tf.planning.objectives import BARRIERS, TrajectoryModel, barrier
 
 
@@ -209,24 +209,27 @@ class PlanningAgent(Agent):
         """Width of one step of the planned sequence (actions, plus any η the planner owns)."""
         return self.action_size
 
-    def objective(self, start, sequences, seed):
-        """J of N sequences [N, H, plan_size] from ``start`` [O] -> [N]; ``seed``
-        [2] draws the reward particles (the same for every call of one plan)."""
-        return -self.mean_rewards(start, sequences, seed)
+    def objective(self, start, sequences, seeds):
+        """J of N sequences [B, N, H, plan_size] from each start [B, O] -> [B, N]
+        (B environments planned together); ``seeds`` [B, 2] draw each start's
+        reward particles (the same for every call of one plan)."""
+        return -self.mean_rewards(start, sequences, seeds)
 
-    def mean_rewards(self, start, actions, seed, eta=None):
-        """Mean reward over the horizon [N] of actions [N, H, A]: along the
-        model's mean trajectory (pushed by ``eta`` [N, H, O] if given), or
+    def mean_rewards(self, start, actions, seeds, eta=None):
+        """Mean reward over the horizon [B, N] of actions [B, N, H, A]: along the
+        model's mean trajectory (pushed by ``eta`` [B, N, H, O] if given), or
         averaged over ``reward_particles`` sampled ones."""
         if self.config.reward_particles == 0 or eta is not None:
             rewards, _ = self.trajectories.rollout(start, actions, eta, self.alpha)
-            return tf.reduce_mean(rewards, axis=1)
-        rewards, _ = self.trajectories.sampled(start, actions, self._particle_noise(seed))
-        return tf.reduce_mean(rewards, axis=[1, 2])
+            return tf.reduce_mean(rewards, axis=-1)
+        rewards, _ = self.trajectories.sampled(start, actions, self._particle_noise(seeds))
+        return tf.reduce_mean(rewards, axis=[-2, -1])
 
-    def _particle_noise(self, seed):
+    def _particle_noise(self, seeds):
+        """Each start's particle draws [B, P, H, O] from its seed [B, 2]."""
         shape = [self.config.reward_particles, self.config.horizon, self.observation_size]
-        return tf.random.stateless_normal(shape, seed)
+        return tf.stack([tf.random.stateless_normal(shape, seeds[b])
+                         for b in range(seeds.shape[0])])  # fmt: skip
 
     def constraint_term(self, costs):
         """λ · barrier(Σₜ cost − d) of costs [..., H] -> [...]."""
@@ -237,17 +240,18 @@ class PlanningAgent(Agent):
         return self.penalty * barrier(summed_costs - self.horizon_cost_limit, self.config.barrier)
 
     def initial_plan_state(self) -> tuple[np.ndarray, ...]:
-        """The planner's state at the start of an episode (zeros)."""
+        """One environment's planner state at the start of an episode (zeros)."""
         return (np.zeros((self.config.horizon, self.plan_size), np.float32),)
 
-    def _plan_sequence(self, start, state, seed):
-        """The sequence [H, plan_size] to follow and the next plan state."""
-        objective_seed, cem_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        result = cem_minimize(
-            lambda sequences: self.objective(start, sequences, objective_seed),
-            state[0], self.cem, cem_seed,
+    def _plan_sequence(self, start, state, seeds):
+        """Per environment: the sequence [B, H, plan_size] to follow and the
+        next plan state (parts [B, ...]), from starts [B, O] and seeds [B, 2]."""
+        objective_seeds, cem_seeds = tf.unstack(split_seeds(seeds, 2))
+        result = cem_minimize_batched(
+            lambda sequences: self.objective(start, sequences, objective_seeds),
+            state[0], self.cem, cem_seeds,
         )  # fmt: skip
-        return result.best, (shift_plan(result.mean),)
+        return result.best, (shift_plan(result.mean, axis=1),)
 
     # --- Acting ----------------------------------------------------------------
 
@@ -257,22 +261,32 @@ class PlanningAgent(Agent):
         progress = 1.0 / (1.0 + math.exp(-(episode - config.alpha_midpoint) / config.alpha_width))
         return config.alpha_start + (config.alpha_end - config.alpha_start) * progress
 
-    def _plan_step_impl(self, observation, state, seed):
-        """observation [O], plan state (a tuple), seed [2] -> first action [A], next state."""
+    def _plan_step_impl(self, observations, state, seeds):
+        """observations [B, O], plan states (a tuple of [B, ...]), seeds [B, 2]
+        -> first actions [B, A], next states: every environment in one call."""
         self.trace_count += 1
-        sequence, state = self._plan_sequence(observation, state, seed)
-        return sequence[0, : self.action_size], state
+        sequences, state = self._plan_sequence(observations, state, tf.cast(seeds, tf.int32))
+        return sequences[:, 0, : self.action_size], state
+
+    def plan_batch(self, observations: np.ndarray, states: list, seeds=None):
+        """One planning call for B environments: observations [B, O], a plan
+        state per environment (None: the start of its episode), seeds [B, 2]
+        (default: drawn from the agent's generator) -> actions [B, A] in
+        [-1, 1] and the next plan state of each environment."""
+        states = [self.initial_plan_state() if state is None else state for state in states]
+        stacked = tuple(tf.constant(np.stack(parts)) for parts in zip(*states))
+        if seeds is None:
+            seeds = np.stack([self.random.make_seeds(1)[:, 0].numpy() for _ in states])
+        actions, after = self._plan_step(tf.constant(observations, tf.float32), stacked,
+                                         tf.constant(seeds, tf.int32))  # fmt: skip
+        after = [part.numpy() for part in after]
+        return actions.numpy(), [tuple(part[b] for part in after) for b in range(len(states))]
 
     def plan(self, observation: np.ndarray, state: tuple | None = None):
         """One planning call: observation [O] -> action [A] in [-1, 1] and the
         next plan state (None: the start of an episode)."""
-        if state is None:
-            state = self.initial_plan_state()
-        seed = tf.cast(self.random.make_seeds(1)[:, 0], tf.int32)
-        action, state = self._plan_step(
-            tf.constant(observation, tf.float32), tuple(tf.constant(s) for s in state), seed
-        )
-        return action.numpy(), tuple(s.numpy() for s in state)
+        actions, states = self.plan_batch(np.asarray(observation)[None], [state])
+        return actions[0], states[0]
 
     def _act(self, observation, explore, is_first):
         batch = observation.shape[0]
@@ -284,13 +298,11 @@ class PlanningAgent(Agent):
         plans = getattr(self._plans, mode)
         if plans is None or len(plans) != batch:
             plans = [None] * batch
-        actions = []
-        for index in range(batch):
-            warm = None if is_first[index] else plans[index]
-            action, plans[index] = self.plan(observation[index].astype(np.float32), warm)
-            actions.append(action)
+        warm = [None if is_first[index] else plans[index] for index in range(batch)]
+        # Every environment in one compiled call.
+        actions, plans = self.plan_batch(observation.astype(np.float32), warm)
         setattr(self._plans, mode, plans)
-        return self._to_space(np.stack(actions))
+        return self._to_space(actions)
 
     @property
     def _fitted(self) -> bool:
@@ -339,12 +351,12 @@ class PlanningAgent(Agent):
 class CostPenaltyCEMAgent(PlanningAgent):
     """CEM on the mean model with the cost penalized: λ·b(Σ c − d) − mean r."""
 
-    def objective(self, start, sequences, seed):
+    def objective(self, start, sequences, seeds):
         if self.config.reward_particles:
             _, costs = self.trajectories.rollout(start, sequences)
-            return self.constraint_term(costs) - self.mean_rewards(start, sequences, seed)
+            return self.constraint_term(costs) - self.mean_rewards(start, sequences, seeds)
         rewards, costs = self.trajectories.rollout(start, sequences)
-        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=-1)
 
 
 @register_agent("pessimistic_trajectory")
@@ -363,12 +375,12 @@ class PessimisticTrajectoryAgent(PlanningAgent):
         if self.config.reward_particles < 1:
             raise ConfigError("pessimistic_trajectory needs reward_particles >= 1")
 
-    def objective(self, start, sequences, seed):
-        reward_seed, cost_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        rewards, _ = self.trajectories.sampled(start, sequences, self._particle_noise(reward_seed))
-        _, costs = self.trajectories.sampled(start, sequences, self._particle_noise(cost_seed))
-        worst = tf.reduce_max(tf.reduce_sum(costs, axis=2), axis=1)  # [N]
-        return self.barrier_of_sums(worst) - tf.reduce_mean(rewards, axis=[1, 2])
+    def objective(self, start, sequences, seeds):
+        reward_seeds, cost_seeds = tf.unstack(split_seeds(seeds, 2))
+        rewards, _ = self.trajectories.sampled(start, sequences, self._particle_noise(reward_seeds))
+        _, costs = self.trajectories.sampled(start, sequences, self._particle_noise(cost_seeds))
+        worst = tf.reduce_max(tf.reduce_sum(costs, axis=-1), axis=-1)  # [B, N]
+        return self.barrier_of_sums(worst) - tf.reduce_mean(rewards, axis=[-2, -1])
 
 
 @register_agent("pessimistic_fixed")
@@ -376,15 +388,16 @@ class FixedEtaAgent(PlanningAgent):
     """Costs along the trajectory pushed by a fixed η; rewards on the mean model
     (or averaged over ``reward_particles`` sampled trajectories)."""
 
-    def objective(self, start, sequences, seed):
-        eta = tf.fill([1, *sequences.shape[1:2], self.observation_size], self.config.fixed_eta)
+    def objective(self, start, sequences, seeds):
+        eta = tf.fill([sequences.shape[0], 1, sequences.shape[2], self.observation_size],
+                      self.config.fixed_eta)  # fmt: skip
         if self.config.reward_particles:
             _, costs = self.trajectories.rollout(start, sequences, eta, self.alpha)
-            return self.constraint_term(costs) - self.mean_rewards(start, sequences, seed)
+            return self.constraint_term(costs) - self.mean_rewards(start, sequences, seeds)
         rewards, costs = self.trajectories.reward_and_cost(
             start, sequences, None, sequences, eta, self.alpha
         )
-        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=1)
+        return self.constraint_term(costs) - tf.reduce_mean(rewards, axis=-1)
 
 
 @register_agent("pessimistic")
@@ -399,44 +412,44 @@ class PessimisticAgent(PlanningAgent):
     class Config(PlanningAgent.Config):
         iterations: int = 1
 
-    def reward_term(self, start, sequences, seed):
-        """Mean rewards [N] of sequences [N, H, plan_size]."""
-        return self.mean_rewards(start, sequences[..., : self.action_size], seed)
+    def reward_term(self, start, sequences, seeds):
+        """Mean rewards [B, N] of sequences [B, N, H, plan_size]."""
+        return self.mean_rewards(start, sequences[..., : self.action_size], seeds)
 
-    def minmax_objective(self, start, sequences, eta, seed):
-        """J of every (sequence, η) pair: sequences [N, H, plan_size], eta
-        [M, H, O] -> [N, M]. The rewards do not depend on the adversary's η,
-        so they are rolled out once per sequence."""
+    def minmax_objective(self, start, sequences, eta, seeds):
+        """J of every (sequence, η) pair: sequences [B, N, H, plan_size], eta
+        [B, M, H, O] -> [B, N, M]. The rewards do not depend on the adversary's
+        η, so they are rolled out once per sequence."""
         actions = sequences[..., : self.action_size]
         costs = self.trajectories.pair_costs(start, actions, eta, self.alpha)
-        return self.barrier_of_sums(costs) - self.reward_term(start, sequences, seed)[:, None]
+        return self.barrier_of_sums(costs) - self.reward_term(start, sequences, seeds)[..., None]
 
     def initial_plan_state(self) -> tuple[np.ndarray, ...]:
         state = MinMaxState.initial(self.config.horizon, self.plan_size, self.observation_size,
                                     self.minmax)  # fmt: skip
         return tuple(np.asarray(part) for part in state)
 
-    def _plan_sequence(self, start, state, seed):
-        objective_seed, minmax_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    def _plan_sequence(self, start, state, seeds):
+        objective_seeds, minmax_seeds = tf.unstack(split_seeds(seeds, 2))
         if self.penalty == 0.0:
             # Without --safety, J does not depend on η: the adversary and the
             # cost rollouts would change nothing, so plain CEM over the plan.
-            result = cem_minimize(
-                lambda sequences: -self.reward_term(start, sequences, objective_seed),
-                state[0], self.cem, minmax_seed,
+            result = cem_minimize_batched(
+                lambda sequences: -self.reward_term(start, sequences, objective_seeds),
+                state[0], self.cem, minmax_seeds,
             )  # fmt: skip
-            mean = result.mean
-            elites = tf.broadcast_to(tf.clip_by_value(result.best, self.cem.low, self.cem.high),
-                                     state[2].shape)  # fmt: skip
-            after = MinMaxState(mean, tf.zeros_like(state[1]), elites, tf.zeros_like(state[3]))
-            return result.best, tuple(next_state(after, self.minmax))
-        result = minmax_cem(
-            lambda sequences, etas: self.minmax_objective(start, sequences, etas, objective_seed),
+            best = tf.clip_by_value(result.best, self.cem.low, self.cem.high)
+            elites = tf.broadcast_to(best[:, None], state[2].shape)
+            after = MinMaxState(result.mean, tf.zeros_like(state[1]), elites,
+                                tf.zeros_like(state[3]))  # fmt: skip
+            return result.best, tuple(next_state(after, self.minmax, batched=True))
+        result = minmax_cem_batched(
+            lambda sequences, etas: self.minmax_objective(start, sequences, etas, objective_seeds),
             MinMaxState(*state),
             self.minmax,
-            minmax_seed,
+            minmax_seeds,
         )
-        return result.actions, tuple(next_state(result.state, self.minmax))
+        return result.actions, tuple(next_state(result.state, self.minmax, batched=True))
 
 
 @register_agent("optimistic_pessimistic")
@@ -449,6 +462,6 @@ class OptimisticPessimisticAgent(PessimisticAgent):
     def plan_size(self) -> int:
         return self.action_size + self.observation_size
 
-    def reward_term(self, start, sequences, seed):
+    def reward_term(self, start, sequences, seeds):
         actions, reward_eta = tf.split(sequences, [self.action_size, self.observation_size], -1)
-        return self.mean_rewards(start, actions, seed, eta=reward_eta)
+        return self.mean_rewards(start, actions, seeds, eta=reward_eta)

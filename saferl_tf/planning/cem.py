@@ -50,10 +50,10 @@ class CEMConfig:
 
 
 class CEMResult(NamedTuple):
-    mean: tf.Tensor  # [H, A]
+    mean: tf.Tensor  # [H, A] (batched: [B, H, A])
     std: tf.Tensor  # [H, A]
     best: tf.Tensor  # [H, A]
-    best_value: tf.Tensor  # []
+    best_value: tf.Tensor  # [] (batched: [B])
 
 
 def sample_sequences(mean, std, count: int, low: float, high: float, seed) -> tf.Tensor:
@@ -62,16 +62,30 @@ def sample_sequences(mean, std, count: int, low: float, high: float, seed) -> tf
     return tf.clip_by_value(mean + std * noise, low, high)
 
 
+def sample_batches(mean, std, count: int, low: float, high: float, seeds) -> tf.Tensor:
+    """``sample_sequences`` per batch entry b with its own seed: mean, std
+    [B, ...], seeds [B, 2] -> [B, count, ...] (entry b draws what an unbatched
+    call with seeds[b] draws)."""
+    return tf.stack([sample_sequences(mean[b], std[b], count, low, high, seeds[b])
+                     for b in range(mean.shape[0])])  # fmt: skip
+
+
+def split_seeds(seeds, count: int) -> tf.Tensor:
+    """seeds [B, 2] -> [count, B, 2]: each entry's own ``stateless_split``."""
+    parts = [tf.random.experimental.stateless_split(seeds[b], count) for b in range(seeds.shape[0])]
+    return tf.stack(parts, axis=1)
+
+
 def elite_update(samples, values, elites: int, mean, std, momentum: float):
     """The mean and std of the ``elites`` lowest-valued samples (smoothed) and
-    the best sample with its value."""
+    the best sample with its value. samples [B, N, ...], values [B, N]."""
     _, index = tf.math.top_k(-values, k=elites)
-    chosen = tf.gather(samples, index)
-    elite_mean = tf.reduce_mean(chosen, axis=0)
-    elite_std = tf.math.reduce_std(chosen, axis=0)
+    chosen = tf.gather(samples, index, batch_dims=1)
+    elite_mean = tf.reduce_mean(chosen, axis=1)
+    elite_std = tf.math.reduce_std(chosen, axis=1)
     new_mean = momentum * mean + (1.0 - momentum) * elite_mean
     new_std = momentum * std + (1.0 - momentum) * elite_std
-    return new_mean, new_std, chosen[0], tf.gather(values, index[0])
+    return new_mean, new_std, chosen[:, 0], tf.gather(values, index[:, 0], batch_dims=1)
 
 
 def cem_minimize(
@@ -88,23 +102,40 @@ def cem_minimize(
       seed: [2] int32 stateless seed.
       initial_std: [H, A] or None for ``config.initial_std`` everywhere.
     """
+    result = cem_minimize_batched(
+        lambda sequences: objective(sequences[0])[None], tf.convert_to_tensor(initial_mean)[None],
+        config, tf.convert_to_tensor(seed)[None],
+        None if initial_std is None else tf.convert_to_tensor(initial_std)[None],
+    )  # fmt: skip
+    return CEMResult(*(part[0] for part in result))
+
+
+def cem_minimize_batched(
+    objective: Callable[[tf.Tensor], tf.Tensor],
+    initial_mean: tf.Tensor,
+    config: CEMConfig,
+    seeds: tf.Tensor,
+    initial_std: tf.Tensor | None = None,
+) -> CEMResult:
+    """B independent problems at once (B environments' plans): objective
+    (sequences [B, N, H, A]) -> values [B, N]; initial_mean [B, H, A]; seeds
+    [B, 2]. Entry b gives what ``cem_minimize`` with seeds[b] gives."""
     mean = tf.convert_to_tensor(initial_mean, tf.float32)
     std = (
         tf.fill(tf.shape(mean), tf.constant(config.initial_std, tf.float32))
         if initial_std is None
         else tf.convert_to_tensor(initial_std, tf.float32)
     )
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), config.iterations)
+    seeds = split_seeds(tf.cast(seeds, tf.int32), config.iterations)  # [I, B, 2]
 
     def body(iteration, mean, std, best, best_value):
-        samples = sample_sequences(
-            mean, std, config.samples, config.low, config.high, seeds[iteration]
-        )
+        samples = sample_batches(mean, std, config.samples, config.low, config.high,
+                                 seeds[iteration])  # fmt: skip
         mean, std, candidate, value = elite_update(
             samples, objective(samples), config.elites, mean, std, config.momentum
         )
         better = value < best_value
-        best = tf.where(better, candidate, best)
+        best = tf.where(better[:, None, None], candidate, best)
         return iteration + 1, mean, std, best, tf.where(better, value, best_value)
 
     # A while loop, not unrolled iterations: compiling stays quick.
@@ -116,13 +147,15 @@ def cem_minimize(
             mean,
             std,
             tf.clip_by_value(mean, config.low, config.high),
-            tf.constant(float("inf")),
+            tf.fill([mean.shape[0]], float("inf")),
         ],
     )
     return CEMResult(mean, std, best, best_value)
 
 
-def shift_plan(plan: tf.Tensor, fill: float = 0.0) -> tf.Tensor:
-    """Drops the first step of [H, ...] and appends ``fill``: the next warm start."""
-    tail = tf.fill(tf.shape(plan[:1]), tf.constant(fill, plan.dtype))
-    return tf.concat([plan[1:], tail], axis=0)
+def shift_plan(plan: tf.Tensor, fill: float = 0.0, axis: int = 0) -> tf.Tensor:
+    """Drops the first step of [H, ...] (along ``axis``) and appends ``fill``:
+    the next warm start."""
+    rest = tf.gather(plan, tf.range(1, plan.shape[axis]), axis=axis)
+    tail = tf.fill(tf.shape(tf.gather(plan, [0], axis=axis)), tf.constant(fill, plan.dtype))
+    return tf.concat([rest, tail], axis=axis)

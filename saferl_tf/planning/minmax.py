@@ -40,7 +40,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from saferl_tf.errors import ConfigError
-from saferl_tf.planning.cem import CEMConfig, sample_sequences
+from saferl_tf.planning.cem import CEMConfig, sample_batches, split_seeds
 
 WARM_STARTS = ("mean", "shift_all")
 
@@ -117,49 +117,54 @@ def _shift(sequences: tf.Tensor, axis: int, repeat_last: bool) -> tf.Tensor:
     return tf.concat([rest, tail], axis=axis)
 
 
-def next_state(state: MinMaxState, config: MinMaxConfig) -> MinMaxState:
-    """The next control step's start (see the module docstring)."""
+def next_state(state: MinMaxState, config: MinMaxConfig, batched: bool = False) -> MinMaxState:
+    """The next control step's start (see the module docstring); ``batched``:
+    every part has a leading batch axis."""
+    step = 1 if batched else 0  # The horizon axis of a mean; an elite set's is one further.
     if config.warm_start == "shift_all":
         return MinMaxState(
-            _shift(state.action_mean, 0, True),
-            _shift(state.eta_mean, 0, True),
-            _shift(state.action_elites, 1, True),
-            _shift(state.eta_elites, 1, True),
+            _shift(state.action_mean, step, True),
+            _shift(state.eta_mean, step, True),
+            _shift(state.action_elites, step + 1, True),
+            _shift(state.eta_elites, step + 1, True),
         )
-    action_mean = _shift(state.action_mean, 0, False)
+    action_mean = _shift(state.action_mean, step, False)
     eta_mean = tf.zeros_like(state.eta_mean)
     return MinMaxState(
         action_mean,
         eta_mean,
-        tf.broadcast_to(action_mean, state.action_elites.shape),
-        tf.broadcast_to(eta_mean, state.eta_elites.shape),
+        tf.broadcast_to(tf.expand_dims(action_mean, step), state.action_elites.shape),
+        tf.broadcast_to(tf.expand_dims(eta_mean, step), state.eta_elites.shape),
     )
 
 
 def _cem_call(score, mean, std, samples: int, elites: int, iterations: int, low, high,
-              momentum: float, seed):  # fmt: skip
-    """One player's CEM call minimizing ``score(samples [N, ...]) -> [N]``.
+              momentum: float, seeds):  # fmt: skip
+    """One player's CEM call, per batch entry, minimizing ``score(samples
+    [B, N, ...]) -> [B, N]``; mean, std [B, ...], seeds [B, 2].
 
-    Returns the best elite set seen (sorted best first) [elites, ...], its
-    mean and std, and the set's best score."""
-    seeds = tf.random.experimental.stateless_split(seed, iterations)
-    shape = [elites, *mean.shape]
+    Returns the best elite set seen (sorted best first) [B, elites, ...], its
+    mean and std, and the set's best score [B]."""
+    seeds = split_seeds(seeds, iterations)  # [I, B, 2]
+    batch = mean.shape[0]
+    shape = [batch, elites, *mean.shape[1:]]
+    expand = [slice(None)] + [None] * (len(shape) - 1)
 
     def body(i, mean, std, best_set, best_value):
-        candidates = sample_sequences(mean, std, samples, low, high, seeds[i])
+        candidates = sample_batches(mean, std, samples, low, high, seeds[i])
         values = score(candidates)
         _, index = tf.math.top_k(-values, k=elites)
-        chosen = tf.gather(candidates, index)
-        mean = momentum * mean + (1.0 - momentum) * tf.reduce_mean(chosen, 0)
-        std = momentum * std + (1.0 - momentum) * tf.math.reduce_std(chosen, 0)
-        value = tf.gather(values, index[0])
+        chosen = tf.gather(candidates, index, batch_dims=1)
+        mean = momentum * mean + (1.0 - momentum) * tf.reduce_mean(chosen, 1)
+        std = momentum * std + (1.0 - momentum) * tf.math.reduce_std(chosen, 1)
+        value = tf.gather(values, index[:, 0], batch_dims=1)
         better = value <= best_value  # A tie goes to the newer set, as the seed's CEM.
-        return (i + 1, mean, std, tf.where(better, chosen, best_set),
+        return (i + 1, mean, std, tf.where(better[tuple(expand)], chosen, best_set),
                 tf.where(better, value, best_value))  # fmt: skip
 
-    start = [tf.constant(0), mean, std, tf.zeros(shape), tf.constant(float("inf"))]
+    start = [tf.constant(0), mean, std, tf.zeros(shape), tf.fill([batch], float("inf"))]
     _, _, _, best_set, best_value = tf.while_loop(lambda i, *_: i < iterations, body, start)
-    return best_set, tf.reduce_mean(best_set, 0), tf.math.reduce_std(best_set, 0), best_value
+    return best_set, tf.reduce_mean(best_set, 1), tf.math.reduce_std(best_set, 1), best_value
 
 
 def minmax_cem(
@@ -170,32 +175,51 @@ def minmax_cem(
 ) -> MinMaxResult:
     """See the module docstring. ``objective(actions [N, H, A], eta [M, H, S])
     -> [N, M]``; seed [2] int32."""
+    result = minmax_cem_batched(
+        lambda actions, eta: objective(actions[0], eta[0])[None],
+        MinMaxState(*(tf.convert_to_tensor(part, tf.float32)[None] for part in state)),
+        config, tf.convert_to_tensor(seed)[None],
+    )  # fmt: skip
+    return MinMaxResult(result.actions[0], result.eta[0], result.value[0],
+                        MinMaxState(*(part[0] for part in result.state)))  # fmt: skip
+
+
+def minmax_cem_batched(
+    objective: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    state: MinMaxState,
+    config: MinMaxConfig,
+    seeds: tf.Tensor,
+) -> MinMaxResult:
+    """B independent searches at once (B environments): ``objective(actions
+    [B, N, H, A], eta [B, M, H, S]) -> [B, N, M]``; every part of ``state``
+    and of the result has a leading batch axis; seeds [B, 2]. Entry b gives
+    what ``minmax_cem`` with seeds[b] gives."""
     act = config.actions
     k = config.opponent_elites
     action_mean = tf.convert_to_tensor(state.action_mean, tf.float32)
     eta_mean = tf.convert_to_tensor(state.eta_mean, tf.float32)
     action_std0 = tf.fill(tf.shape(action_mean), tf.constant(act.initial_std, tf.float32))
     eta_std0 = tf.fill(tf.shape(eta_mean), tf.constant(config.eta_initial_std, tf.float32))
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 2 * config.rounds)
+    seeds = split_seeds(tf.cast(seeds, tf.int32), 2 * config.rounds)  # [2R, B, 2]
 
     def round_body(r, action_mean, action_std, eta_mean, eta_std, action_elites, eta_elites,
                    best_actions, best_eta, value):  # fmt: skip
         # The η player maximizes the average J over the actions' fixed elites.
         eta_set, eta_mean, eta_std_new, _ = _cem_call(
-            lambda etas: -tf.reduce_mean(objective(action_elites, etas), axis=0),
+            lambda etas: -tf.reduce_mean(objective(action_elites, etas), axis=1),
             eta_mean, eta_std if config.carry_std else eta_std0, config.eta_samples,
             config.eta_elites, act.iterations, config.eta_low, config.eta_high, 0.0,
             seeds[2 * r],
         )  # fmt: skip
-        eta_elites = eta_set[:k]
+        eta_elites = eta_set[:, :k]
         # The action player minimizes the average J over the η's fixed elites.
         action_set, action_mean, action_std_new, value = _cem_call(
-            lambda actions: tf.reduce_mean(objective(actions, eta_elites), axis=1),
+            lambda actions: tf.reduce_mean(objective(actions, eta_elites), axis=2),
             action_mean, action_std if config.carry_std else action_std0, act.samples,
             act.elites, act.iterations, act.low, act.high, act.momentum, seeds[2 * r + 1],
         )  # fmt: skip
-        return (r + 1, action_mean, action_std_new, eta_mean, eta_std_new, action_set[:k],
-                eta_elites, action_set[0], eta_set[0], value)  # fmt: skip
+        return (r + 1, action_mean, action_std_new, eta_mean, eta_std_new, action_set[:, :k],
+                eta_elites, action_set[:, 0], eta_set[:, 0], value)  # fmt: skip
 
     start = [
         tf.constant(0),
@@ -209,7 +233,7 @@ def minmax_cem(
         ),  # fmt: skip
         tf.zeros_like(action_mean),
         tf.zeros_like(eta_mean),
-        tf.constant(0.0),
+        tf.zeros([action_mean.shape[0]]),
     ]
     out = tf.while_loop(lambda r, *_: r < config.rounds, round_body, start)
     _, action_mean, _, eta_mean, _, action_elites, eta_elites, best_actions, best_eta, value = out

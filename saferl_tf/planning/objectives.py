@@ -6,19 +6,19 @@ push chosen by a hallucinated control η ∈ [−1, 1]^O::
     s̃ₜ₊₁ = μ(s̃ₜ, aₜ) + α · σ_epistemic(s̃ₜ, aₜ) · ηₜ
 
 η = 0 is the model's own (mean) trajectory. ``TrajectoryModel.rollout``
-scores N action sequences from one start state; the safe planners combine
-the results as
+scores N action sequences from each of B start states (B environments planned
+together); the safe planners combine the results as
 
     J = penalty · barrier(Σₜ costₜ − cost_limit) − (1/H) Σₜ rewardₜ
 
 with the costs taken along a pessimistic trajectory and the rewards along the
-model's own (or an optimistic) one. Shapes: start [O], actions [N, H, A],
-eta [N, H, O]; rewards and costs [N, H].
+model's own (or an optimistic) one. Shapes: start [B, O], actions [B, N, H, A],
+eta [B, N, H, O]; rewards and costs [B, N, H].
 
 Sampled trajectories (``sampled``) follow the moment-matched Gaussian of the
 ensemble instead, s̃ₜ₊₁ = μ + sqrt(σ²_epistemic + σ²_aleatoric) · zₜ, with
-the standard normal draws z [P, H, O] of P particles shared by every
-candidate plan (common random numbers, as SafeExploration's planners).
+the standard normal draws z [B, P, H, O] of P particles shared by every
+candidate plan of a start (common random numbers, as SafeExploration's planners).
 """
 
 from __future__ import annotations
@@ -71,76 +71,82 @@ class TrajectoryModel:
         self.sampling_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
                                      push_std="total", jit=False, **limits)  # fmt: skip
 
+    def _rollout_rows(self, start, actions, push=None, cost_push=None, sampling=False):
+        """start [B, O], actions [B, N, H, A], push [B, N, H, O] -> rewards,
+        costs [B, N, H]: the B·N rows rolled out together, row (b, n) from start[b]."""
+        batch, count = actions.shape[0], actions.shape[1]
+        observation = tf.repeat(tf.cast(start, tf.float32), count, axis=0)  # Row b·N + n.
+        flat_actions = tf.reshape(actions, [batch * count, *actions.shape[2:]])
+        flat_push = None if push is None else tf.reshape(push, [batch * count, *push.shape[2:]])
+        env = self.sampling_env if sampling else self.model_env
+        # The mean model draws no random numbers (sampled rows get their noise
+        # as the push): any seed will do.
+        rollout = env.rollout_actions(observation, flat_actions, tf.zeros([2], tf.int32),
+                                      flat_push, cost_push)  # fmt: skip
+        shape = [batch, count, actions.shape[2]]
+        return tf.reshape(rollout.rewards, shape), tf.reshape(rollout.costs, shape)
+
+    def _expand(self, actions, eta, zeros: bool = False):
+        """actions [B, Na, H, A], eta [B, Ne, H, O] or None, broadcast to a
+        common count N; ``zeros``: None becomes zeros."""
+        batch, horizon = actions.shape[0], actions.shape[2]
+        count = actions.shape[1] if eta is None else max(actions.shape[1], eta.shape[1])
+        actions = tf.broadcast_to(actions, [batch, count, horizon, actions.shape[3]])
+        shape = [batch, count, horizon, self.dynamics.observation_size]
+        if eta is None:
+            return actions, tf.zeros(shape) if zeros else None
+        return actions, tf.broadcast_to(tf.cast(eta, tf.float32), shape)
+
     def rollout(self, start, actions, eta=None, alpha=1.0):
-        """Rewards and costs [N, H] of N sequences from one start state [O].
+        """Rewards and costs [B, N, H] of N sequences from each of B start states
+        [B, O].
 
         ``eta`` None follows the mean model; otherwise each step adds
         alpha · σ_epistemic · η, and a learned cost is pessimistic: its mean
-        plus alpha times its own epistemic std. ``actions`` [Na, H, A] and
-        ``eta`` [Ne, H, O] broadcast (Na or Ne may be 1). Steps after a
+        plus alpha times its own epistemic std. ``actions`` [B, Na, H, A] and
+        ``eta`` [B, Ne, H, O] broadcast (Na or Ne may be 1). Steps after a
         predicted or known termination count nothing.
         """
-        count = actions.shape[0] if eta is None else max(actions.shape[0], eta.shape[0])
-        actions = tf.broadcast_to(actions, [count, *actions.shape[1:]])
-        push = None
-        if eta is not None:
-            push = alpha * tf.broadcast_to(tf.cast(eta, tf.float32), [count, *eta.shape[1:]])
-        start = tf.cast(start, tf.float32)
-        observation = tf.broadcast_to(start, [count, start.shape[-1]])
-        # The mean model draws no random numbers: any seed will do.
-        rollout = self.model_env.rollout_actions(observation, actions, tf.zeros([2], tf.int32),
-                                                 push, None if push is None else alpha)  # fmt: skip
-        return rollout.rewards, rollout.costs
+        actions, eta = self._expand(actions, eta)
+        if eta is None:
+            return self._rollout_rows(start, actions)
+        return self._rollout_rows(start, actions, alpha * eta, alpha)
 
     def reward_and_cost(self, start, reward_actions, reward_eta, cost_actions, cost_eta, alpha):
-        """Rewards [Nr, H] along one set of trajectories and costs [Nc, H] along
-        another, rolled out together in one loop (half the loop steps of two
-        ``rollout`` calls; the same arithmetic).
+        """Rewards [B, Nr, H] along one set of trajectories and costs [B, Nc, H]
+        along another, rolled out together in one loop (half the loop steps of
+        two ``rollout`` calls; the same arithmetic).
 
         ``reward_eta`` / ``cost_eta`` None follow the mean model. Within each
         set, actions and η broadcast as in ``rollout``.
         """
-
-        def expand(actions, eta):
-            count = actions.shape[0] if eta is None else max(actions.shape[0], eta.shape[0])
-            actions = tf.broadcast_to(actions, [count, *actions.shape[1:]])
-            shape = [count, actions.shape[1], self.dynamics.observation_size]
-            eta = (
-                tf.zeros(shape) if eta is None else tf.broadcast_to(tf.cast(eta, tf.float32), shape)
-            )
-            return actions, eta
-
-        reward_actions, reward_eta = expand(reward_actions, reward_eta)
-        cost_actions, cost_eta = expand(cost_actions, cost_eta)
-        split = reward_actions.shape[0]
+        reward_actions, reward_eta = self._expand(reward_actions, reward_eta, zeros=True)
+        cost_actions, cost_eta = self._expand(cost_actions, cost_eta, zeros=True)
+        split = reward_actions.shape[1]
         rewards, costs = self.rollout(
             start,
-            tf.concat([reward_actions, cost_actions], 0),
-            tf.concat([reward_eta, cost_eta], 0),
+            tf.concat([reward_actions, cost_actions], 1),
+            tf.concat([reward_eta, cost_eta], 1),
             alpha,
         )
-        return rewards[:split], costs[split:]
+        return rewards[:, :split], costs[:, split:]
 
     def pair_costs(self, start, actions, eta, alpha):
-        """Summed costs [N, M] of every (action sequence, η) pair: actions
-        [N, H, A], eta [M, H, O], each pair pushed by alpha · σ_epistemic · η."""
-        count, pairs = actions.shape[0], eta.shape[0]
-        tiled_actions = tf.repeat(actions, pairs, axis=0)  # Pair (i, j) at row i·M + j.
-        tiled_eta = tf.tile(tf.cast(eta, tf.float32), [count, 1, 1])
+        """Summed costs [B, N, M] of every (action sequence, η) pair: actions
+        [B, N, H, A], eta [B, M, H, O], each pair pushed by alpha · σ_epistemic · η."""
+        count, pairs = actions.shape[1], eta.shape[1]
+        tiled_actions = tf.repeat(actions, pairs, axis=1)  # Pair (i, j) at row i·M + j.
+        tiled_eta = tf.tile(tf.cast(eta, tf.float32), [1, count, 1, 1])
         _, costs = self.rollout(start, tiled_actions, tiled_eta, alpha)
-        return tf.reshape(tf.reduce_sum(costs, axis=1), [count, pairs])
+        return tf.reshape(tf.reduce_sum(costs, axis=2), [actions.shape[0], count, pairs])
 
     def sampled(self, start, actions, noise):
-        """Rewards and costs [N, P, H] of N sequences [N, H, A] along P sampled
-        trajectories each; noise [P, H, O] standard normal, the same for every
-        sequence."""
-        count, particles = actions.shape[0], noise.shape[0]
-        tiled_actions = tf.repeat(actions, particles, axis=0)  # Row i·P + p.
-        tiled_noise = tf.tile(tf.cast(noise, tf.float32), [count, 1, 1])
-        start = tf.cast(start, tf.float32)
-        observation = tf.broadcast_to(start, [count * particles, start.shape[-1]])
-        no_seed = tf.zeros([2], tf.int32)  # The noise is given: the model draws nothing.
-        rollout = self.sampling_env.rollout_actions(observation, tiled_actions, no_seed,
-                                                    tiled_noise)  # fmt: skip
-        shape = [count, particles, actions.shape[1]]
-        return tf.reshape(rollout.rewards, shape), tf.reshape(rollout.costs, shape)
+        """Rewards and costs [B, N, P, H] of N sequences [B, N, H, A] from each
+        start [B, O] along P sampled trajectories each; noise [B, P, H, O]
+        standard normal, the same for every sequence of a start."""
+        batch, count, particles = actions.shape[0], actions.shape[1], noise.shape[1]
+        tiled_actions = tf.repeat(actions, particles, axis=1)  # Row i·P + p.
+        tiled_noise = tf.tile(tf.cast(noise, tf.float32), [1, count, 1, 1])
+        rewards, costs = self._rollout_rows(start, tiled_actions, tiled_noise, sampling=True)
+        shape = [batch, count, particles, actions.shape[2]]
+        return tf.reshape(rewards, shape), tf.reshape(costs, shape)
