@@ -241,6 +241,27 @@ def test_the_fit_recovers_a_known_gps_hyperparameters_with_the_noise_fixed():
     assert searcher.noise == 0.01 and abs(searcher.mean) < 1.0
 
 
+def test_a_lengthscale_at_its_bound_comes_back_when_the_data_ask():
+    """A fit that starts with both lengthscales at the upper bound 1.0 (where an
+    earlier fit left them) on data with lengthscales (0.15, 0.45) finds them
+    again: the bounds are the optimizer's, not a transform whose gradient
+    vanishes at them (that froze every lengthscale a fit had pushed there)."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(size=(160, 2))
+    truth = np.array([0.15, 0.45])
+    squared = (((x[:, None, :] - x[None, :, :]) / truth) ** 2).sum(-1)
+    y = np.linalg.cholesky(1.5 * np.exp(-0.5 * squared) + 0.01 * np.eye(len(x))) @ rng.normal(
+        size=len(x))  # fmt: skip
+    config = GIBOConfig(lengthscale_bounds=(0.02, 1.0), outputscale_prior_kind="uniform",
+                        outputscale_prior=(0.1, 10.0), max_data=0)  # fmt: skip
+    searcher = GIBOSearcher(np.full(2, 0.5), config)
+    searcher.x, searcher.y = x, y
+    searcher.lengthscales, searcher.outputscale = np.array([1.0, 1.0]), 10.0  # At the bounds.
+    searcher._fit()
+    np.testing.assert_allclose(searcher.lengthscales, truth, rtol=0.3)
+    assert searcher.outputscale < 5.0
+
+
 def test_the_defaults_are_the_published_fitting():
     from saferl_tf.search.methods import make_searcher
     from saferl_tf.search.objectives import make_objective, synthetic_lengthscale
