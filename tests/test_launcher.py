@@ -176,6 +176,18 @@ def test_sigterm_writes_a_checkpoint_and_exits(python, subprocess_env, tmp_path)
     run_dir = tmp_path / "run"
     process = _start(python, subprocess_env, run_dir, 10**8)
     first = _wait_for_checkpoint(process, run_dir / "checkpoints", 2000)
+
+    # Past that checkpoint (logged every 500 steps) before the signal, so that the
+    # checkpoint written on the way out is a new one.
+    def past_it():
+        try:
+            return any(row["step"] > first for row in read_metrics(run_dir))
+        except ValueError:  # A line still being written.
+            return False
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not past_it():
+        time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, stderr
