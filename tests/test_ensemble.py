@@ -44,6 +44,16 @@ def test_fits_a_1d_function_and_epistemic_spread_grows_away_from_the_data(fitted
     assert report.validation_mse.shape == (5,) and report.elites.shape == (5,)
 
 
+def test_the_mean_only_forward_pass_gives_the_same_means(fitted):
+    ensemble, _ = fitted
+    x = np.linspace(-1.5, 1.5, 7, dtype=np.float32)[:, None]
+    mean, variance = ensemble.member_moments(x)
+    mean_only, none = ensemble.member_moments(x, variance=False)
+    assert none is None and ensemble.moments(x, aleatoric=False).aleatoric_variance is None
+    np.testing.assert_allclose(mean_only.numpy(), mean.numpy(), rtol=1e-6, atol=1e-6)
+    assert np.all(variance.numpy() > 0)
+
+
 def test_members_are_one_batched_product_not_copies(fitted):
     ensemble, _ = fitted
     mean, variance = ensemble.member_moments(np.array([[4.0]], np.float32))

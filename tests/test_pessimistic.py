@@ -3,6 +3,7 @@ smoke runs on the constrained pendulum with tiny ensembles and planners."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 
@@ -275,6 +276,65 @@ def test_fused_reward_and_cost_rollouts_equal_separate_ones():
     assert not np.allclose(pushed, trajectories.rollout(start, actions)[0].numpy())
 
 
+@pytest.mark.parametrize("task", [True, False])  # False: a learned cost, pushed by its spread.
+def test_replica_rollouts_equal_one_rollout_per_row(task):
+    """``replica_sums`` (first step shared, running sums, both std kinds in
+    one loop) against ``rollout_actions`` on every row, summed."""
+    agent, env = debug_agent(task=task)
+    run_steps(agent, env, 60)
+    if not task:
+        agent.cost_range.assign([0.0, 1.0])
+    horizon, rng = agent.config.horizon, np.random.default_rng(4)
+    start = tf.constant([[-1.0, 0.2, 1.0], [0.5, -0.5, 0.0]])  # Two environments.
+    actions = tf.constant(rng.uniform(-1, 1, (2, 4, horizon, 1)), tf.float32)
+    groups = [(tf.constant(2.0 * rng.uniform(-1, 1, (2, 3, horizon, 3)), tf.float32), False, 2.0),
+              (tf.random.stateless_normal([2, 2, horizon, 3], [5, 6]), True, 0.0)]  # fmt: skip
+    results = agent.trajectories.replica_sums(start, actions, groups)
+    for (push, total, cost_push), (rewards, costs) in zip(groups, results):
+        reference = copy.copy(agent.trajectories.model_env)
+        reference.push_std = "total" if total else "epistemic"
+        replicas = push.shape[1]
+        rows = reference.rollout_actions(  # Row (b, n, r).
+            tf.repeat(start, 4 * replicas, axis=0),
+            tf.reshape(tf.repeat(actions, replicas, axis=1), [-1, horizon, 1]),
+            tf.zeros([2], tf.int32),
+            tf.reshape(tf.tile(push[:, None], [1, 4, 1, 1, 1]), [-1, horizon, 3]),
+            cost_push or None,
+        )  # fmt: skip
+        expected_rewards = tf.reshape(tf.reduce_sum(rows.rewards, -1), [2, 4, replicas])
+        expected_costs = tf.reshape(tf.reduce_sum(rows.costs, -1), [2, 4, replicas])
+        np.testing.assert_allclose(rewards.numpy(), expected_rewards.numpy(), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(costs.numpy(), expected_costs.numpy(), rtol=1e-5, atol=1e-4)
+    # The two kinds differ (the total std is wider), and the costs move with the push.
+    assert not np.allclose(results[1][0].numpy()[:, :, :1], results[0][0].numpy()[:, :, :1])
+
+
+@pytest.mark.parametrize("particles", [0, 3])
+def test_the_fused_minmax_objective_plans_as_separate_rollouts(particles):
+    """J with the opponents' costs and the rewards in one rollout equals J from
+    ``pair_costs`` and ``mean_rewards`` apart, and so does the planned action."""
+    agent, env = debug_agent(reward_particles=particles, opponent_elites=2, iterations=2)
+    run_steps(agent, env, 60)
+    horizon, rng = agent.config.horizon, np.random.default_rng(7)
+    start = tf.constant([[-1.0, 0.2, 1.0]])
+    sequences = tf.constant(rng.uniform(-1, 1, (1, 5, horizon, 1)), tf.float32)
+    eta = tf.constant(rng.uniform(-1, 1, (1, 2, horizon, 3)), tf.float32)
+    seeds = tf.constant([[3, 4]])
+
+    def separate(start, sequences, eta, seeds):
+        costs = agent.trajectories.pair_costs(start, sequences, eta, agent.alpha)
+        return agent.barrier_of_sums(costs) - agent.mean_rewards(start, sequences, seeds)[..., None]
+
+    fused = agent.minmax_objective(start, sequences, eta, seeds)
+    np.testing.assert_allclose(fused.numpy(), separate(start, sequences, eta, seeds).numpy(),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    state = tuple(tf.constant(part)[None] for part in agent.initial_plan_state())
+    planned, _ = agent._plan_sequence(start, state, seeds)
+    agent.minmax_objective = separate
+    expected, _ = agent._plan_sequence(start, state, seeds)
+    np.testing.assert_allclose(planned.numpy(), expected.numpy(), atol=1e-5)
+
+
 @pytest.mark.slow
 def test_pessimistic_learns_the_swing_up_with_fewer_violations_than_cem(tmp_path):
     """The issue's learning test at the agents' defaults: 15 episodes per seed,
@@ -330,14 +390,15 @@ def test_sampled_trajectories_share_their_noise_across_plans():
     actions = tf.constant(np.random.default_rng(1).uniform(-1, 1, (1, 3, horizon, 1)), tf.float32)
     twice = tf.concat([actions, actions], 1)
     noise = tf.random.stateless_normal([1, 4, horizon, 3], [1, 1])
-    rewards, _ = agent.trajectories.sampled(start, twice, noise)
+    rewards, _ = agent.trajectories.sampled(start, twice, noise)  # Sums [1, 6, 4].
     rewards = rewards[0]
     np.testing.assert_allclose(rewards[:3].numpy(), rewards[3:].numpy())  # Same noise per plan.
     assert not np.allclose(rewards[:, 0].numpy(), rewards[:, 1].numpy())  # Particles differ.
     # Zero noise is the model's mean trajectory.
     still, _ = agent.trajectories.sampled(start, actions, tf.zeros([1, 1, horizon, 3]))
     mean, _ = agent.trajectories.rollout(start, actions)
-    np.testing.assert_allclose(still[:, :, 0].numpy(), mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(still[:, :, 0].numpy(), tf.reduce_sum(mean, -1).numpy(),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
 def test_pessimistic_trajectory_penalizes_the_worst_particles_cost():
@@ -352,9 +413,9 @@ def test_pessimistic_trajectory_penalizes_the_worst_particles_cost():
     noise = agent._particle_noise(reward_seed[None])
     rewards, _ = agent.trajectories.sampled(start, actions, noise)
     _, costs = agent.trajectories.sampled(start, actions, agent._particle_noise(cost_seed[None]))
-    summed = tf.reduce_sum(costs[0], 2).numpy()  # [N, P]
+    summed = costs[0].numpy()  # [N, P]
     expected = (agent.config.penalty * np.maximum(summed.max(1) - agent.horizon_cost_limit, 0)
-                - rewards[0].numpy().mean((1, 2)))  # fmt: skip
+                - rewards[0].numpy().mean(1) / horizon)  # fmt: skip
     np.testing.assert_allclose(value.numpy(), expected, rtol=1e-5, atol=1e-5)
     assert agent.act(np.array([[-1.0, 0.0, 0.0]], np.float32), explore=False).shape == (1, 1)
 
@@ -371,8 +432,12 @@ def test_without_safety_the_planner_skips_the_adversary():
     agent, env = debug_agent(safety=False)
     run_steps(agent, env, 60)
     calls = []
-    original = agent.trajectories.pair_costs
-    agent.trajectories.pair_costs = lambda *args: calls.append(1) or original(*args)
+
+    def spy(planner):
+        original = planner.minmax_objective
+        planner.minmax_objective = lambda *args: calls.append(1) or original(*args)
+
+    spy(agent)
     state = tuple(tf.constant(part)[None] for part in agent.initial_plan_state())
     start = tf.constant([[-1.0, 0.0, 0.0]])
     best, after = agent._plan_sequence(start, state, tf.constant([[1, 2]]))
@@ -380,7 +445,7 @@ def test_without_safety_the_planner_skips_the_adversary():
     assert best.shape == (1, agent.config.horizon, 1)
     assert [part.shape for part in after] == [part.shape for part in state]
     safe, _ = debug_agent()
-    safe.trajectories.pair_costs = agent.trajectories.pair_costs
+    spy(safe)
     safe._plan_sequence(start, state, tf.constant([[1, 2]]))
     assert calls  # With --safety the adversary plays.
 

@@ -223,7 +223,7 @@ class PlanningAgent(Agent):
             rewards, _ = self.trajectories.rollout(start, actions, eta, self.alpha)
             return tf.reduce_mean(rewards, axis=-1)
         rewards, _ = self.trajectories.sampled(start, actions, self._particle_noise(seeds))
-        return tf.reduce_mean(rewards, axis=[-2, -1])
+        return tf.reduce_mean(rewards, axis=-1) / actions.shape[-2]
 
     def _particle_noise(self, seeds):
         """Each start's particle draws [B, P, H, O] from its seed [B, 2]."""
@@ -377,10 +377,13 @@ class PessimisticTrajectoryAgent(PlanningAgent):
 
     def objective(self, start, sequences, seeds):
         reward_seeds, cost_seeds = tf.unstack(split_seeds(seeds, 2))
-        rewards, _ = self.trajectories.sampled(start, sequences, self._particle_noise(reward_seeds))
-        _, costs = self.trajectories.sampled(start, sequences, self._particle_noise(cost_seeds))
-        worst = tf.reduce_max(tf.reduce_sum(costs, axis=-1), axis=-1)  # [B, N]
-        return self.barrier_of_sums(worst) - tf.reduce_mean(rewards, axis=[-2, -1])
+        # Both particle sets in one rollout (the same sums as two ``sampled`` calls).
+        (rewards, _), (_, costs) = self.trajectories.replica_sums(start, sequences, [
+            (self._particle_noise(reward_seeds), True, 0.0),
+            (self._particle_noise(cost_seeds), True, 0.0),
+        ])  # fmt: skip
+        worst = tf.reduce_max(costs, axis=-1)  # [B, N]
+        return self.barrier_of_sums(worst) - tf.reduce_mean(rewards, axis=-1) / sequences.shape[-2]
 
 
 @register_agent("pessimistic_fixed")
@@ -421,8 +424,23 @@ class PessimisticAgent(PlanningAgent):
         [B, M, H, O] -> [B, N, M]. The rewards do not depend on the adversary's
         η, so they are rolled out once per sequence."""
         actions = sequences[..., : self.action_size]
-        costs = self.trajectories.pair_costs(start, actions, eta, self.alpha)
-        return self.barrier_of_sums(costs) - self.reward_term(start, sequences, seeds)[..., None]
+        if type(self).reward_term is not PessimisticAgent.reward_term:  # A variant's own rewards.
+            costs = self.trajectories.pair_costs(start, actions, eta, self.alpha)
+            return (
+                self.barrier_of_sums(costs) - self.reward_term(start, sequences, seeds)[..., None]
+            )
+        # The η opponents' cost replicas and the reward replicas (the mean
+        # trajectory, or the sampled particles) in one rollout.
+        particles = self.config.reward_particles
+        if particles:
+            reward_group = (self._particle_noise(seeds), True, 0.0)
+        else:
+            reward_group = (tf.zeros([eta.shape[0], 1, *eta.shape[2:]]), False, 0.0)
+        (_, costs), (rewards, _) = self.trajectories.replica_sums(
+            start, actions, [(self.alpha * eta, False, self.alpha), reward_group]
+        )  # fmt: skip
+        mean_rewards = tf.reduce_mean(rewards, axis=-1) / actions.shape[-2]
+        return self.barrier_of_sums(costs) - mean_rewards[..., None]
 
     def initial_plan_state(self) -> tuple[np.ndarray, ...]:
         state = MinMaxState.initial(self.config.horizon, self.plan_size, self.observation_size,

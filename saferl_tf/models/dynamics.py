@@ -128,17 +128,33 @@ class DynamicsEnsemble:
         prediction, std, _ = self.expected_step_with_extras(observation, action, total)
         return prediction, std
 
-    def expected_step_with_extras(self, observation, action, total: bool = False):
+    def expected_step_with_extras(self, observation, action, total=False, repeats: int = 1):
         """``expected_step`` and the epistemic std of each learned extra
-        ({'cost': [P], ...}; the calibrated spread of the members' means)."""
-        moments = self.ensemble.moments(self.inputs(observation, action))
+        ({'cost': [P], ...}; the calibrated spread of the members' means).
+
+        ``total`` may also be a [P·repeats] 0/1 tensor choosing per row
+        between the epistemic and the total std. ``repeats`` > 1: the model
+        runs once per row of observation [P, O] and action [P, A], and every
+        result is repeated ``repeats`` times (rows p·repeats + r)."""
+        needs_aleatoric = not (isinstance(total, bool) and not total)
+        moments = self.ensemble.moments(self.inputs(observation, action), aleatoric=needs_aleatoric)
+        mean, epistemic, aleatoric = (
+            moments.mean,
+            moments.epistemic_variance,
+            moments.aleatoric_variance,
+        )
+        if repeats > 1:
+            observation = tf.repeat(tf.cast(observation, tf.float32), repeats, axis=0)
+            mean, epistemic = tf.repeat(mean, repeats, 0), tf.repeat(epistemic, repeats, 0)
+            aleatoric = None if aleatoric is None else tf.repeat(aleatoric, repeats, 0)
         size = self.observation_size
-        variance = moments.epistemic_variance[:, :size]
-        if total:
-            variance += moments.aleatoric_variance[:, :size]
-        extras = {name: tf.sqrt(moments.epistemic_variance[:, size + i])
+        variance = epistemic[:, :size]
+        if needs_aleatoric:
+            weight = 1.0 if isinstance(total, bool) else tf.cast(total, tf.float32)[:, None]
+            variance += weight * aleatoric[:, :size]
+        extras = {name: tf.sqrt(epistemic[:, size + i])
                   for i, name in enumerate(self.learned)}  # fmt: skip
-        return self.split(observation, moments.mean), tf.sqrt(variance), extras
+        return self.split(observation, mean), tf.sqrt(variance), extras
 
     def fit(
         self,

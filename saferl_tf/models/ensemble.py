@@ -114,7 +114,7 @@ class _CustomSteps:
 
     def _predict(self, inputs, members=None):
         ensemble = self.ensemble
-        mean, _ = ensemble._forward(ensemble._normalize_inputs(inputs), members)
+        mean, _ = ensemble._forward(ensemble._normalize_inputs(inputs), members, mean_only=True)
         return mean * ensemble.target_std + ensemble.target_mean
 
     def _train(self, inputs, targets, extras):
@@ -138,7 +138,7 @@ class Moments:
 
     mean: tf.Tensor
     epistemic_variance: tf.Tensor
-    aleatoric_variance: tf.Tensor
+    aleatoric_variance: tf.Tensor | None  # None when not asked for (``moments``)
 
     @property
     def variance(self) -> tf.Tensor:
@@ -313,17 +313,22 @@ class GaussianEnsemble(tf.Module):
 
     # -------------------------------------------------------------------- forward
 
-    def _forward(self, normalized_inputs: tf.Tensor, members: tf.Tensor | None = None):
-        """Normalized inputs [M, N, I] of the given members [M] -> mean, log-variance [M, N, O]."""
+    def _forward(self, normalized_inputs: tf.Tensor, members: tf.Tensor | None = None,
+                 mean_only: bool = False):  # fmt: skip
+        """Normalized inputs [M, N, I] of the given members [M] -> mean, log-variance
+        [M, N, O]; ``mean_only``: the log-variance is None and its half of the
+        output layer is never computed."""
         hidden = normalized_inputs
         last = len(self.kernels) - 1
         for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
             if members is not None:
                 kernel, bias = tf.gather(kernel, members), tf.gather(bias, members)
+            if index == last and mean_only and self.probabilistic:
+                kernel, bias = kernel[..., : self.output_size], bias[..., : self.output_size]
             hidden = tf.einsum("mni,mio->mno", hidden, kernel) + bias
             if index < last:
                 hidden = self.activation(hidden)
-        if not self.probabilistic:
+        if not self.probabilistic or mean_only:
             return hidden, None
         mean, log_variance = tf.split(hidden, 2, axis=-1)
         # Soft bounds keep the variance finite off the data (PETS, appendix A.1).
@@ -341,20 +346,26 @@ class GaussianEnsemble(tf.Module):
             return tf.broadcast_to(inputs[None], [count, *tf.unstack(tf.shape(inputs))])
         return inputs
 
-    def member_moments(self, inputs: tf.Tensor, members: tf.Tensor | None = None):
+    def member_moments(self, inputs: tf.Tensor, members: tf.Tensor | None = None,
+                       variance: bool = True):  # fmt: skip
         """Each member's predictive mean and variance in target units.
 
         Args:
           inputs: [N, I] (every member sees the same) or [M, N, I] (one batch per member).
           members: [M] member indices; default the elites.
+          variance: False skips the variance (and its half of the output layer).
 
         Returns:
-          mean [M, N, O] and variance [M, N, O] (zeros for deterministic members).
+          mean [M, N, O] and variance [M, N, O] (zeros for deterministic
+          members; None without ``variance``).
         """
         members = self.elite_indices if members is None else members
         count = members.shape[0]
-        mean, log_variance = self._forward(self._broadcast(inputs, count), members)
+        mean, log_variance = self._forward(self._broadcast(inputs, count), members,
+                                           mean_only=not variance)  # fmt: skip
         mean = mean * self.target_std + self.target_mean
+        if not variance:
+            return mean, None
         if log_variance is None:
             return mean, tf.zeros_like(mean)
         return mean, tf.exp(log_variance) * tf.square(self.target_std)
@@ -381,16 +392,17 @@ class GaussianEnsemble(tf.Module):
         weights = tfd.Categorical(logits=tf.zeros(tf.shape(mean)[:2]))
         return tfd.MixtureSameFamily(weights, component)
 
-    def moments(self, inputs: tf.Tensor) -> Moments:
+    def moments(self, inputs: tf.Tensor, aleatoric: bool = True) -> Moments:
         """Mean [N, O], epistemic variance (of the elites' means, times the
-        calibrated scale squared) and aleatoric variance (their mean variance)."""
-        mean, variance = self.member_moments(inputs)
+        calibrated scale squared) and aleatoric variance (their mean variance;
+        None without ``aleatoric``, which then skips the members' variances)."""
+        mean, variance = self.member_moments(inputs, variance=aleatoric)
         ensemble_mean = tf.reduce_mean(mean, axis=0)
         epistemic = tf.reduce_mean(tf.square(mean - ensemble_mean), axis=0)
         return Moments(
             ensemble_mean,
             tf.square(self._epistemic_scales()) * epistemic,
-            tf.reduce_mean(variance, axis=0),
+            None if variance is None else tf.reduce_mean(variance, axis=0),
         )
 
     def _epistemic_scales(self):
@@ -421,7 +433,7 @@ class GaussianEnsemble(tf.Module):
                 f"unknown propagation {mode!r}; accepted: {', '.join(PROPAGATION_MODES)}"
             )
         if mode == "expectation":
-            return self.moments(inputs).mean
+            return self.moments(inputs, aleatoric=False).mean
         particles = inputs.shape[0]
         elites = self.num_elites
         assign_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -484,7 +496,7 @@ class GaussianEnsemble(tf.Module):
     def _validation_error(self, inputs, targets, mask):
         """Sum of squared normalized errors per member [E] over a masked chunk."""
         members = tf.range(self.members)
-        mean, _ = self._forward(self._broadcast(inputs, self.members), members)
+        mean, _ = self._forward(self._broadcast(inputs, self.members), members, mean_only=True)
         normalized_targets = (targets - self.target_mean) / self.target_std
         error = tf.reduce_mean(tf.square(mean - normalized_targets), axis=-1)  # [E, C]
         return tf.reduce_sum(error * mask, axis=1)

@@ -126,13 +126,14 @@ class ModelEnv:
         self.measure_disagreement = measure_disagreement
         self.compiled_rollout_actions = tf.function(self.rollout_actions, jit_compile=jit)
 
-    def _predict(self, observation, action, seed, push=None, assignment=None, cost_push=None):
+    def _predict(self, observation, action, seed, push=None, assignment=None, cost_push=None,
+                 total=None, repeats: int = 1):  # fmt: skip
         """The model's step -> (StepPrediction, disagreement [P])."""
-        particles = tf.shape(observation)[0]
+        particles = tf.shape(push if push is not None else observation)[0]
         if push is not None:  # Hallucinated: the elites' mean, pushed along the epistemic std.
-            total = self.push_std == "total"
+            total = self.push_std == "total" if total is None else total
             prediction, std, extras = self.dynamics.expected_step_with_extras(
-                observation, action, total=total)  # fmt: skip
+                observation, action, total, repeats)  # fmt: skip
             following = prediction.next_observation + push * std
             prediction = prediction.with_next_observation(following)
             if cost_push is not None and prediction.cost is not None:
@@ -176,14 +177,21 @@ class ModelEnv:
         return self.dynamics.split(observation, outputs), disagreement
 
     def step(self, observation, action, seed, push=None, assignment=None,
-             cost_push=None) -> StepResult:  # fmt: skip
+             cost_push=None, total=None, repeats: int = 1) -> StepResult:  # fmt: skip
         """observation [P, O], action [P, A], seed [2] -> one ``StepResult``;
         ``push`` [P, O] hallucinates (see the module docstring); ``assignment``:
         the particles' members under 'fixed' propagation (drawn per rollout);
-        ``cost_push`` (a scalar, with ``push``) adds that many epistemic stds
-        to a learned cost, and the learned cost is clipped to ``cost_range``."""
+        ``cost_push`` (a scalar or [P], with ``push``) adds that many epistemic
+        stds to a learned cost, and the learned cost is clipped to
+        ``cost_range``. With ``push`` only: ``total`` [P] 0/1 chooses per row
+        what the push scales (overriding ``push_std``), and ``repeats`` > 1
+        runs the model once per row of observation and action [P / repeats,
+        ...], each shared by ``repeats`` consecutive rows of ``push``."""
         prediction, disagreement = self._predict(observation, action, seed, push, assignment,
-                                                 cost_push)  # fmt: skip
+                                                 cost_push, total, repeats)  # fmt: skip
+        if repeats > 1:
+            observation = tf.repeat(tf.cast(observation, tf.float32), repeats, axis=0)
+            action = tf.repeat(tf.cast(action, tf.float32), repeats, axis=0)
         if self.observation_bounds is not None:
             low, high = self.observation_bounds
             prediction = prediction.with_next_observation(
@@ -269,6 +277,53 @@ class ModelEnv:
         horizon = actions.shape[1]
         return self._rollout(start, horizon, lambda t, _, __: actions[:, t], seed, push,
                              cost_push=cost_push)  # fmt: skip
+
+    def rollout_replicas(self, start, actions, push, total=None, cost_push=None):
+        """Summed rewards and costs [P, R] of R hallucinated replicas of each
+        of P action sequences: start [P, O], actions [P, H, A] (H static),
+        push [P, R, H, O]; ``total`` [R] 0/1 per replica: what its push
+        scales (1: the total std, as ``push_std="total"``; default
+        ``push_std``); ``cost_push`` [R] (or a scalar): epistemic stds added
+        to a learned cost, per replica.
+
+        Gives what ``rollout_actions`` gives each of the P·R rows, summed over
+        the horizon, for less work: the replicas of a sequence share its first
+        (observation, action), so the model's first step runs once per
+        sequence, and the loop carries running sums instead of every step's
+        observations (the planners need nothing else)."""
+        count, horizon, replicas = actions.shape[0], actions.shape[1], push.shape[1]
+        rows = count * replicas
+        push_t = tf.transpose(tf.reshape(tf.cast(push, tf.float32), [rows, horizon, -1]),
+                              [1, 0, 2])  # fmt: skip
+        if total is not None:
+            total = tf.tile(tf.cast(total, tf.float32), [count])
+        if cost_push is not None:
+            cost_push = tf.tile(tf.broadcast_to(tf.cast(cost_push, tf.float32), [replicas]),
+                                [count])  # fmt: skip
+        seed = tf.zeros([2], tf.int32)  # The pushed mean model draws nothing.
+        actions = tf.cast(actions, tf.float32)
+        first = self.step(start, actions[:, 0], seed, push_t[0], cost_push=cost_push,
+                          total=total, repeats=replicas)  # fmt: skip
+        row_actions = tf.transpose(tf.repeat(actions, replicas, axis=0), [1, 0, 2])  # [H, rows, A]
+
+        def body(t, observation, alive, rewards, costs):
+            result = self.step(observation, row_actions[t], seed, push_t[t],
+                               cost_push=cost_push, total=total)  # fmt: skip
+            return (t + 1, result.next_observation, alive * (1.0 - result.terminal),
+                    rewards + result.reward * alive, costs + result.cost * alive)  # fmt: skip
+
+        _, _, _, rewards, costs = tf.while_loop(
+            lambda t, *_: t < horizon,
+            body,
+            [
+                tf.constant(1),
+                first.next_observation,
+                1.0 - first.terminal,
+                first.reward,
+                first.cost,
+            ],  # fmt: skip
+        )
+        return tf.reshape(rewards, [count, replicas]), tf.reshape(costs, [count, replicas])
 
     def rollout_policy(self, start, policy: Callable, horizon: int, seed,
                        uncertainty_budget=None) -> Rollout:  # fmt: skip

@@ -19,6 +19,11 @@ Sampled trajectories (``sampled``) follow the moment-matched Gaussian of the
 ensemble instead, s̃ₜ₊₁ = μ + sqrt(σ²_epistemic + σ²_aleatoric) · zₜ, with
 the standard normal draws z [B, P, H, O] of P particles shared by every
 candidate plan of a start (common random numbers, as SafeExploration's planners).
+
+Sums over the horizon of several such replicas of every sequence (η
+opponents, reward particles) come from one rollout (``replica_sums``), which
+the min-max and PesTraj objectives use: the replicas share the first model
+step, and the loop keeps running sums only.
 """
 
 from __future__ import annotations
@@ -68,20 +73,16 @@ class TrajectoryModel:
         limits = dict(cost_range=cost_range, observation_bounds=observation_bounds)
         self.model_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
                                   jit=False, **limits)  # fmt: skip
-        self.sampling_env = ModelEnv(dynamics, task, propagation="expectation", sample=False,
-                                     push_std="total", jit=False, **limits)  # fmt: skip
 
-    def _rollout_rows(self, start, actions, push=None, cost_push=None, sampling=False):
+    def _rollout_rows(self, start, actions, push=None, cost_push=None):
         """start [B, O], actions [B, N, H, A], push [B, N, H, O] -> rewards,
         costs [B, N, H]: the B·N rows rolled out together, row (b, n) from start[b]."""
         batch, count = actions.shape[0], actions.shape[1]
         observation = tf.repeat(tf.cast(start, tf.float32), count, axis=0)  # Row b·N + n.
         flat_actions = tf.reshape(actions, [batch * count, *actions.shape[2:]])
         flat_push = None if push is None else tf.reshape(push, [batch * count, *push.shape[2:]])
-        env = self.sampling_env if sampling else self.model_env
-        # The mean model draws no random numbers (sampled rows get their noise
-        # as the push): any seed will do.
-        rollout = env.rollout_actions(observation, flat_actions, tf.zeros([2], tf.int32),
+        # The mean model draws no random numbers: any seed will do.
+        rollout = self.model_env.rollout_actions(observation, flat_actions, tf.zeros([2], tf.int32),
                                       flat_push, cost_push)  # fmt: skip
         shape = [batch, count, actions.shape[2]]
         return tf.reshape(rollout.rewards, shape), tf.reshape(rollout.costs, shape)
@@ -131,22 +132,55 @@ class TrajectoryModel:
         )
         return rewards[:, :split], costs[:, split:]
 
+    def replica_sums(self, start, actions, groups):
+        """Summed rewards and costs of replicas of each sequence, in one rollout.
+
+        Args:
+          start: [B, O]; actions: [B, N, H, A].
+          groups: a list of (push [B, R, H, O], total, cost_push): R replicas
+            of every sequence of a start, replica r pushed by push[b, r] (the
+            same for every sequence: an opponent's η times α, or standard
+            normal particle draws); ``total`` (bool): the push scales the
+            total std (sampling the moment-matched Gaussian) rather than the
+            epistemic one; ``cost_push`` (scalar): epistemic stds added to a
+            learned cost.
+
+        Returns:
+          Per group, (reward sums, cost sums) [B, N, R]. All replicas of a
+          sequence share its first model step (``ModelEnv.rollout_replicas``).
+        """
+        batch, count = actions.shape[0], actions.shape[1]
+        pushes, totals, cost_pushes, sizes = [], [], [], []
+        for push, total, cost_push in groups:
+            size = push.shape[1]
+            pushes.append(tf.cast(push, tf.float32))
+            totals.append(tf.fill([size], 1.0 if total else 0.0))
+            cost_pushes.append(tf.fill([size], tf.cast(cost_push, tf.float32)))
+            sizes.append(size)
+        push = tf.concat(pushes, 1)  # [B, R, H, O]
+        row_push = tf.reshape(tf.broadcast_to(push[:, None], [batch, count, *push.shape[1:]]),
+                              [batch * count, *push.shape[1:]])  # fmt: skip
+        # Without a sampling group the forward pass skips the aleatoric half.
+        total = tf.concat(totals, 0) if any(t for _, t, _ in groups) else None
+        rewards, costs = self.model_env.rollout_replicas(
+            tf.repeat(tf.cast(start, tf.float32), count, axis=0),  # Row b·N + n.
+            tf.reshape(actions, [batch * count, *actions.shape[2:]]),
+            row_push, total, tf.concat(cost_pushes, 0),
+        )  # fmt: skip
+        shape = [batch, count, -1]
+        parts = zip(tf.split(tf.reshape(rewards, shape), sizes, axis=2),
+                    tf.split(tf.reshape(costs, shape), sizes, axis=2))  # fmt: skip
+        return list(parts)
+
     def pair_costs(self, start, actions, eta, alpha):
         """Summed costs [B, N, M] of every (action sequence, η) pair: actions
         [B, N, H, A], eta [B, M, H, O], each pair pushed by alpha · σ_epistemic · η."""
-        count, pairs = actions.shape[1], eta.shape[1]
-        tiled_actions = tf.repeat(actions, pairs, axis=1)  # Pair (i, j) at row i·M + j.
-        tiled_eta = tf.tile(tf.cast(eta, tf.float32), [1, count, 1, 1])
-        _, costs = self.rollout(start, tiled_actions, tiled_eta, alpha)
-        return tf.reshape(tf.reduce_sum(costs, axis=2), [actions.shape[0], count, pairs])
+        ((_, costs),) = self.replica_sums(start, actions, [(alpha * eta, False, alpha)])
+        return costs
 
     def sampled(self, start, actions, noise):
-        """Rewards and costs [B, N, P, H] of N sequences [B, N, H, A] from each
-        start [B, O] along P sampled trajectories each; noise [B, P, H, O]
+        """Summed rewards and costs [B, N, P] of N sequences [B, N, H, A] from
+        each start [B, O] along P sampled trajectories each; noise [B, P, H, O]
         standard normal, the same for every sequence of a start."""
-        batch, count, particles = actions.shape[0], actions.shape[1], noise.shape[1]
-        tiled_actions = tf.repeat(actions, particles, axis=1)  # Row i·P + p.
-        tiled_noise = tf.tile(tf.cast(noise, tf.float32), [1, count, 1, 1])
-        rewards, costs = self._rollout_rows(start, tiled_actions, tiled_noise, sampling=True)
-        shape = [batch, count, particles, actions.shape[2]]
-        return tf.reshape(rewards, shape), tf.reshape(costs, shape)
+        ((rewards, costs),) = self.replica_sums(start, actions, [(noise, True, 0.0)])
+        return rewards, costs
