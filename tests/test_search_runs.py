@@ -295,6 +295,15 @@ def test_iterate_curves_plot_the_current_parameters(tmp_path):
     assert figures["synthetic-D2"].axes[0].get_yscale() == "log"
     lines = figures["saferl_TestCounting-v0"].axes[0].get_lines()
     assert {line.get_label() for line in lines} >= {"ars", "cmaes"}
+    assert len(figures["saferl_TestCounting-v0"].axes) == 2  # The task's cost beside it.
+    # A task whose costs are all zero (MuJoCo) gets no empty cost panel.
+    for path in root.glob("*/saferl_TestCounting-v0/*/metrics.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        cost = search_analysis.COST
+        rows = [{**row, **({cost: 0.0} if cost in row else {})} for row in rows]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    figures = search_analysis.plot_search(root, iterates=True)
+    assert len(figures["saferl_TestCounting-v0"].axes) == 1
 
 
 def test_a_normalized_policy_search_resumes_with_its_re_expressed_data(tmp_path):

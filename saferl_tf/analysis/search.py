@@ -115,12 +115,16 @@ def final_values(root: str | Path, *, iterates: bool = False,
 def plot_group(group: str, curves: Mapping[str, SearchCurves], *, spread: str = "std",
                iterates: bool = False) -> Figure:  # fmt: skip
     """One figure: the group's primary metric against evaluations, per method
-    (mean and band over runs), and the episode cost beside it when logged."""
+    (mean and band over runs), and the episode cost beside it when a run
+    logged a non-zero one."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     metric = primary_metric(group, iterates)
-    panels = [metric] + ([COST] if curves.get(COST, {}).get(group) else [])
+    # A task without a cost (MuJoCo, synthetic) logs zeros: no empty panel.
+    cost_runs = [run for runs in curves.get(COST, {}).get(group, {}).values() for run in runs]
+    has_cost = any(np.any(np.asarray(run.values) != 0) for run in cost_runs)
+    panels = [metric] + ([COST] if has_cost else [])
     figure = Figure(figsize=(6 * len(panels), 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes_list = np.atleast_1d(figure.subplots(1, len(panels)))
