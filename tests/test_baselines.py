@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from saferl_tf.search.baselines import ARSSearcher, BOSearcher, CMAESSearcher
 
@@ -122,3 +123,17 @@ def test_bo_proposals_trace_once_as_the_data_grow():
     compiled = list(model.optimizer.optimizer.compile_cache.values())
     assert [function.experimental_get_tracing_count() for function in compiled] == [1]
     assert model._num_kernel_samples == 0
+
+
+def test_bo_seeds_tensorflow_once_not_at_every_proposal(monkeypatch):
+    """``tf.random.set_seed`` clears TensorFlow's kernel cache, which made the
+    next call of every compiled function instantiate and optimize its graph
+    again (~0.2 s per proposal); only the first fit draws random numbers."""
+    seeds = []
+    original = tf.random.set_seed
+    monkeypatch.setattr(tf.random, "set_seed", lambda seed: (seeds.append(seed), original(seed)))
+    searcher = BOSearcher((np.zeros(2), np.ones(2)), seed=3)
+    for _ in range(9):  # 4 design points, then 5 proposals.
+        point = searcher.ask()
+        searcher.tell(point, -float(np.sum((point - 0.3) ** 2)))
+    assert seeds == [3 + 4]

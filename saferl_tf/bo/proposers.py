@@ -17,7 +17,7 @@ Running trials enter Trieste's proposals through the kriging believer: after
 fitting, each model is conditioned (hyperparameters kept) on its own predicted
 mean at the running points, so parallel workers do not all ask for the same
 point. Trieste's ``Fantasizer`` does the same but took about 30 s per proposal
-here against about 4 s for this (2026-11; proposals have been about 2x faster
+here against about 4 s for this (2026-11; proposals have been 10-30x faster
 since, docs/BENCHMARKS.md).
 """
 
@@ -73,7 +73,13 @@ class TriesteProposer:
         from trieste.models.optimizer import Optimizer
         from trieste.space import Box
 
-        tf.random.set_seed(self.seed + len(points))
+        if not self._models:
+            # TensorFlow's random ops run only in the first fit (Trieste's search
+            # over random kernels), so seeding there makes every proposal
+            # reproducible. Seeding at every proposal cost ~0.2 s each:
+            # ``tf.random.set_seed`` clears the kernel cache, so every compiled
+            # function was instantiated and optimized again at its next call.
+            tf.random.set_seed(self.seed + len(points))
         np.random.seed(self.seed + len(points))  # noqa: NPY002 (Trieste samples with it)
         space = Box(np.zeros(self.dimension), np.ones(self.dimension))
         datasets = self._datasets(np.asarray(points, np.float64), outcomes)
@@ -115,14 +121,14 @@ class TriesteProposer:
 
     def _maximize(self, function, count: int) -> np.ndarray:
         """The acquisition function's maximizer on the unit cube: the best of
-        ``RAW_SAMPLES`` uniform points starts ``RESTARTS`` L-BFGS-B runs, solved
-        as one problem (the runs are independent, so the summed value's
-        gradient is theirs side by side), with the value and gradient from one
-        compiled function that Trieste's in-place updates keep valid. Trieste's
-        own continuous optimizer took ~10 ms per batched evaluation of the
-        eager gradient here, about half of every proposal."""
+        ``RAW_SAMPLES`` uniform points starts ``RESTARTS`` independent L-BFGS-B
+        runs, evaluated together (``minimize_batched``), with the value and
+        gradient from one compiled function that Trieste's in-place updates
+        keep valid. Trieste's own continuous optimizer took ~10 ms per batched
+        evaluation of the eager gradient here, about half of every proposal."""
         import tensorflow as tf
-        from scipy.optimize import minimize
+
+        from saferl_tf.bo.batched_lbfgsb import minimize_batched
 
         if self._value_and_gradient is None or self._traced_for is not function:
             self._traced_for = function
@@ -143,15 +149,13 @@ class TriesteProposer:
         samples = rng.random((RAW_SAMPLES, self.dimension))
         values = np.nan_to_num(self._values_only(tf.constant(samples)).numpy(), nan=-np.inf)
         starts = samples[np.argsort(-values)[:RESTARTS]]
-        shape = starts.shape
 
-        def loss_and_gradient(flat):
-            value, gradient = self._value_and_gradient(tf.constant(flat.reshape(shape)))
-            return -float(value.numpy().sum()), -gradient.numpy().ravel()
+        def losses_and_gradients(points):
+            values, gradients = self._value_and_gradient(tf.constant(points))
+            return -values.numpy(), -gradients.numpy()
 
-        result = minimize(loss_and_gradient, starts.ravel(), jac=True, method="L-BFGS-B",
-                          bounds=[(0.0, 1.0)] * starts.size)  # fmt: skip
-        finals = np.clip(result.x.reshape(shape), 0.0, 1.0)
+        results = minimize_batched(losses_and_gradients, starts, [(0.0, 1.0)] * self.dimension)
+        finals = np.clip(np.stack([result.x for result in results]), 0.0, 1.0)
         candidates = np.concatenate([finals, starts[:1]])
         final_values = self._values_only(tf.constant(candidates)).numpy()
         final_values = np.nan_to_num(final_values, nan=-np.inf)
