@@ -10,6 +10,10 @@ method's searcher (ask + tell, without the objective). Usage::
     .venv/bin/python tools/bench_search.py [--dimensions=4,8,16] [--functions=3] \
         [--methods=ars,cmaes,gibo,bo] [--budget=300] [--workers=2]
     .venv/bin/python tools/plot_search.py --data_path=results/bench_search
+    # The table again, over functions 0-7 only, with GIBO against its oracle
+    # function by function:
+    .venv/bin/python tools/bench_search.py --report_only --functions=8 \
+        --methods=gibo,gibo:oracle --paired=gibo/gibo:oracle
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ flags.DEFINE_float("noise_std", 0.1, "Observation noise of the synthetic functio
 flags.DEFINE_integer("workers", 2, "Runs at once.")
 flags.DEFINE_string("results_dir", "results/bench_search", "Results tree of the runs.")
 flags.DEFINE_string("functions_dir", "results/synthetic_functions", "Generated functions.")
+flags.DEFINE_bool("report_only", False, "Print the tables of the finished runs; run nothing.")
+flags.DEFINE_list(
+    "paired",
+    [],
+    "A/B pairs of methods compared function by function (same function and "
+    "seed): B's regret over A's, and the mean paired difference A - B with its standard error.",
+)
 FLAGS = flags.FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +87,9 @@ def main(argv):
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     dimensions = [int(d) for d in FLAGS.dimensions]
+    if FLAGS.report_only:
+        report(dimensions)
+        return
     # Generate (and cache) the functions and their maxima once, before the workers need them.
     from saferl_tf.search.objectives import cached_gp_sample_function
 
@@ -100,22 +114,48 @@ def main(argv):
         sys.exit(1)
 
 
-def report(dimensions: list[int]) -> None:
-    from saferl_tf.analysis.search import final_values
+def _final_regrets(spec: str, dimension: int) -> dict[tuple[int, str], float]:
+    """{(function, seed): final normalized regret} of the finished runs among
+    functions 0..--functions-1 and --seeds."""
+    regrets = {}
+    for index in range(FLAGS.functions):
+        for seed in FLAGS.seeds:
+            path = Path(FLAGS.results_dir, _label(spec), f"synthetic-D{dimension}-f{index}", seed)
+            if _finished(path):
+                summary = json.loads((path / "summary.json").read_text())
+                regrets[index, seed] = float(summary["final_normalized_regret"])
+    return regrets
 
-    print("\nFinal normalized regret (mean ± std, median) after the budget:\n")
-    rows = {(r.group, r.method): r for r in final_values(FLAGS.results_dir)}
+
+def report(dimensions: list[int]) -> None:
+    import numpy as np
+
+    print(f"\nFinal normalized regret after the budget, functions 0-{FLAGS.functions - 1}, "
+          "mean ± std (median; runs):\n")  # fmt: skip
     header = "| method | " + " | ".join(f"D = {d}" for d in dimensions) + " |"
     print(header)
     print("| --- |" + " ---: |" * len(dimensions))
     for method in FLAGS.methods:
         cells = []
         for dimension in dimensions:
-            row = rows.get((f"synthetic-D{dimension}", _label(method)))
-            cells.append(
-                f"{row.mean:.3f} ± {row.std:.3f} ({row.median:.3f}; n={row.runs})" if row else "-"
-            )
+            values = np.array(list(_final_regrets(method, dimension).values()))
+            cells.append(f"{values.mean():.3f} ± {values.std():.3f} ({np.median(values):.3f}; "
+                         f"n={len(values)})" if len(values) else "-")  # fmt: skip
         print(f"| {method} | " + " | ".join(cells) + " |")
+    for pair in FLAGS.paired:
+        first, _, second = pair.partition("/")
+        print(f"\n{first} against {second}, function by function:\n")
+        print("| D | pairs | mean regret ratio | paired difference, mean ± s.e. |")
+        print("| ---: | ---: | ---: | ---: |")
+        for dimension in dimensions:
+            a, b = _final_regrets(first, dimension), _final_regrets(second, dimension)
+            keys = sorted(set(a) & set(b))
+            if not keys:
+                continue
+            x, y = np.array([a[k] for k in keys]), np.array([b[k] for k in keys])
+            error = (x - y).std(ddof=1) / np.sqrt(len(keys)) if len(keys) > 1 else float("nan")
+            print(f"| {dimension} | {len(keys)} | {x.mean() / y.mean():.2f} | "
+                  f"{(x - y).mean():+.3f} ± {error:.3f} |")  # fmt: skip
     print("\nSearcher seconds per evaluation (ask + tell, mean over runs):\n")
     print(header)
     print("| --- |" + " ---: |" * len(dimensions))
