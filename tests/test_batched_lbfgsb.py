@@ -75,3 +75,23 @@ def test_results_do_not_depend_on_the_order_in_which_runs_hand_in_points():
     for _ in range(20):
         again = np.stack([r.x for r in minimize_batched(place_sensitive, starts, BOUNDS)])
         np.testing.assert_array_equal(again, first)
+
+
+def test_an_interrupt_ends_every_run_thread():
+    import threading
+
+    before = threading.active_count()
+    calls = []
+
+    def interrupted(points):
+        calls.append(len(points))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return rosenbrock(points)
+
+    with pytest.raises(KeyboardInterrupt):
+        minimize_batched(interrupted, np.zeros((4, 2)), BOUNDS)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.daemon:
+            thread.join(timeout=5)
+    assert threading.active_count() == before

@@ -18,6 +18,7 @@ keep to SciPy's public API)::
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -46,9 +47,12 @@ def minimize_batched(
     requests: queue.Queue = queue.Queue()
     replies = [queue.Queue(maxsize=1) for _ in range(count)]
     results: list = [None] * count
+    interrupt: list[BaseException] = []  # Set once, from the caller's thread.
 
     def run(index: int) -> None:
         def function(point):
+            if interrupt:
+                raise interrupt[0]
             requests.put((index, np.array(point, np.float64)))
             reply = replies[index].get()
             if isinstance(reply, BaseException):
@@ -68,30 +72,40 @@ def minimize_batched(
     for thread in threads:
         thread.start()
     live = count
-    while live:
-        # Every live run hands in exactly one message per round: a point, or
-        # that it has finished.
-        batch = []
-        for _ in range(live):
-            index, point = requests.get()
-            if point is None:
-                live -= 1
-            else:
-                batch.append((index, point))
-        if not batch:
-            continue
-        # In run order, not arrival order: a row's value may depend on its place
-        # in the batch (vectorized kernels round differently), and the threads
-        # arrive in any order.
-        batch.sort(key=lambda item: item[0])
-        try:
-            values, gradients = value_and_gradient(np.stack([point for _, point in batch]))
-            answers = [(float(values[k]), np.asarray(gradients[k], np.float64))
-                       for k in range(len(batch))]  # fmt: skip
-        except Exception as error:  # noqa: BLE001 (handed to every waiting run)
-            answers = [error] * len(batch)
-        for (index, _), answer in zip(batch, answers):
-            replies[index].put(answer)
+    try:
+        while live:
+            # Every live run hands in exactly one message per round: a point, or
+            # that it has finished.
+            batch = []
+            for _ in range(live):
+                index, point = requests.get()
+                if point is None:
+                    live -= 1
+                else:
+                    batch.append((index, point))
+            if not batch:
+                continue
+            # In run order, not arrival order: a row's value may depend on its place
+            # in the batch (vectorized kernels round differently), and the threads
+            # arrive in any order.
+            batch.sort(key=lambda item: item[0])
+            try:
+                values, gradients = value_and_gradient(np.stack([point for _, point in batch]))
+                answers = [(float(values[k]), np.asarray(gradients[k], np.float64))
+                           for k in range(len(batch))]  # fmt: skip
+            except Exception as error:  # noqa: BLE001 (handed to every waiting run)
+                answers = [error] * len(batch)
+            for (index, _), answer in zip(batch, answers):
+                replies[index].put(answer)
+    except BaseException as error:
+        # Interrupted (KeyboardInterrupt in this thread): every run ends at its
+        # next evaluation, or now if it is waiting for one, so no thread is
+        # left blocked for the rest of the process.
+        interrupt.append(error)
+        for reply in replies:
+            with contextlib.suppress(queue.Full):
+                reply.put_nowait(error)
+        raise
     for thread in threads:
         thread.join()
     for result in results:
