@@ -51,8 +51,10 @@ def archive_name(results: pathlib.Path, run: pathlib.Path) -> str:
 def archive_run(results: pathlib.Path, run: pathlib.Path, output_dir: pathlib.Path,
                 files: list[str]) -> pathlib.Path | None:  # fmt: skip
     """Writes (or refreshes) one run's archive; returns its path, or None when
-    the archive was already newer than every file it holds."""
+    the run has none of `files` or the archive is newer than every one of them."""
     members = [run / name for name in files if (run / name).is_file()]
+    if not members:
+        return None
     target = output_dir / archive_name(results, run)
     newest = max(member.stat().st_mtime for member in members)
     if target.exists() and target.stat().st_mtime >= newest:
