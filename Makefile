@@ -18,6 +18,9 @@ PIP := $(PY) -m pip --quiet --disable-pip-version-check
 ENV_ID ?= sgym_Safexp-PointGoal2-v0
 ARGS ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core of the 2-core machine CI runs on;
+# TEST_WORKERS=0 runs in this process (pdb, -s).
+TEST_WORKERS ?= 2
 
 .PHONY: venv train test wheel lint format bench-env clean-venv
 
@@ -40,7 +43,7 @@ $(DISTRIBUTED_STAMP): $(STAMP) requirements-distributed.txt
 	@touch $(DISTRIBUTED_STAMP)
 
 test: venv $(DISTRIBUTED_STAMP)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 wheel: venv
 	$(PIP) wheel --no-deps --no-build-isolation -w dist .

@@ -14,7 +14,7 @@ from saferl_tf.agents import (
     register_agent,
     registered_agents,
 )
-from saferl_tf.errors import CheckpointError, UnknownNameError
+from saferl_tf.errors import CheckpointError, ConfigError, UnknownNameError
 
 OBS = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT = spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -116,3 +116,15 @@ def test_base_agent_act_must_be_implemented():
 
     with pytest.raises(NotImplementedError):
         Incomplete(OBS, ACT).act(np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize("name", ["cmbpo", "mbpo", "vagram", "sac", "pessimistic", "cem"])
+@pytest.mark.parametrize(
+    "observation_space, action_space",
+    [(OBS, spaces.Discrete(3)), (spaces.Box(0, 1, (4, 4, 3), np.float32), ACT)],
+    ids=["discrete_actions", "image_observations"],
+)
+def test_vector_agents_refuse_other_spaces_in_one_line(name, observation_space, action_space):
+    with pytest.raises(ConfigError, match=r"needs a Box action space and flat \(vector\)") as info:
+        make_agent(name, observation_space, action_space)
+    assert "\n" not in str(info.value)

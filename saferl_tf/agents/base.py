@@ -48,7 +48,7 @@ from gymnasium import spaces
 from saferl_tf.checkpoints import restore_newest
 from saferl_tf.config import AgentConfig
 from saferl_tf.data.replay import EpisodeReplay
-from saferl_tf.errors import UnknownNameError, did_you_mean
+from saferl_tf.errors import ConfigError, UnknownNameError, did_you_mean
 
 
 class UpdateControl:
@@ -128,6 +128,16 @@ class Agent(tf.Module):
         self._saved_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._saved_replay = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
         self._saved_rng = tf.Variable("", dtype=tf.string, trainable=False)
+
+    def _require_box_actions_and_vector_observations(self) -> None:
+        """ConfigError unless actions are a Box and observations flat vectors
+        (the agents whose networks or models read [N, D] observations)."""
+        observation_space, action_space = self.observation_space, self.action_space
+        if not isinstance(action_space, spaces.Box) or len(observation_space.shape) != 1:
+            raise ConfigError(
+                f"{type(self).__name__} needs a Box action space and flat (vector) observations, "
+                f"got {action_space} and observation shape {observation_space.shape}"
+            )
 
     # --- The contract -------------------------------------------------------
 

@@ -51,7 +51,6 @@ import dataclasses
 
 import numpy as np
 import tensorflow as tf
-from gymnasium import spaces
 
 from saferl_tf.agents.base import Agent, register_agent
 from saferl_tf.config import AgentConfig
@@ -228,11 +227,7 @@ class CMBPOAgent(Agent):
     def __init__(self, observation_space, action_space, config=None, **kwargs):
         super().__init__(observation_space, action_space, config, **kwargs)
         config = self.config
-        if not isinstance(action_space, spaces.Box) or len(observation_space.shape) != 1:
-            raise ConfigError(
-                f"{type(self).__name__} needs a Box action space and flat (vector) observations, "
-                f"got {action_space} and observation shape {observation_space.shape}"
-            )
+        self._require_box_actions_and_vector_observations()
         self._check_config(config)
         self.observation_size = int(observation_space.shape[0])
         self.action_size = int(np.prod(action_space.shape))

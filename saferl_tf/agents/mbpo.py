@@ -41,7 +41,6 @@ import dataclasses
 
 import numpy as np
 import tensorflow as tf
-from gymnasium import spaces
 
 from saferl_tf.agents.base import Agent, register_agent
 from saferl_tf.config import AgentConfig
@@ -118,11 +117,7 @@ class MBPOAgent(Agent):
     def __init__(self, observation_space, action_space, config=None, **kwargs):
         super().__init__(observation_space, action_space, config, **kwargs)
         config = self.config
-        if not isinstance(action_space, spaces.Box) or len(observation_space.shape) != 1:
-            raise ConfigError(
-                f"{type(self).__name__} needs a Box action space and flat (vector) observations, "
-                f"got {action_space} and observation shape {observation_space.shape}"
-            )
+        self._require_box_actions_and_vector_observations()
         if config.model_loss not in MODEL_LOSSES:
             raise ConfigError(f"unknown model_loss {config.model_loss!r}; accepted: "
                               f"{', '.join(MODEL_LOSSES)}")  # fmt: skip

@@ -37,7 +37,6 @@ import types
 
 import numpy as np
 import tensorflow as tf
-from gymnasium import spaces
 
 from saferl_tf.agents.base import Agent, register_agent
 from saferl_tf.config import AgentConfig
@@ -129,11 +128,7 @@ class PlanningAgent(Agent):
     def __init__(self, observation_space, action_space, config=None, **kwargs):
         super().__init__(observation_space, action_space, config, **kwargs)
         config, task = self.config, self.task
-        if not isinstance(action_space, spaces.Box) or len(observation_space.shape) != 1:
-            raise ConfigError(
-                f"{type(self).__name__} needs a Box action space and flat (vector) observations, "
-                f"got {action_space} and observation shape {observation_space.shape}"
-            )
+        self._require_box_actions_and_vector_observations()
         if config.barrier not in BARRIERS:
             raise ConfigError(
                 f"unknown barrier {config.barrier!r}; accepted: {', '.join(BARRIERS)}"
