@@ -9,8 +9,9 @@
 # graph mode (--nojit, faster than XLA on a CPU here), 50k steps, evaluating 5
 # episodes every 5k steps. One run at a time, seed 0 of every pair first.
 # Resumable: run the same command again; finished runs are skipped.
-# Usage: [SEEDS="0 1 2"] [SETTINGS="distraction small_model safety"] [STEPS=50000]
-#        tools/vagram_runs.sh [OUTPUT_DIR]      (default runs/hopper)
+# AGENTS filters the agents (vagram, mbpo, sac), so two streams can split a pair.
+# Usage: [SEEDS="0 1 2"] [SETTINGS="distraction small_model safety"] [AGENTS="vagram mbpo sac"]
+#        [STEPS=50000] tools/vagram_runs.sh [OUTPUT_DIR]      (default runs/hopper)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/hopper}
@@ -24,6 +25,7 @@ for seed in ${SEEDS:-0 1 2}; do
       env=sgym_SafetyHopperVelocity-v1 agents="vagram sac" config=cpu safety=--safety
     fi
     for agent in $agents; do
+      case " ${AGENTS:-vagram mbpo sac} " in *" $agent "*) ;; *) continue ;; esac
       run_dir="$out/$setting/$agent/$env/$seed"
       if [ -f "$run_dir/summary.json" ] && grep -q "\"env_steps\": $steps" "$run_dir/summary.json"; then
         continue
