@@ -92,6 +92,18 @@ def test_vagram_fits_use_the_critics_value_gradients_and_the_mse_warmup_ends():
     assert steps.train.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.parametrize("cls", [MBPOAgent, VaGraMAgent])
+def test_model_max_steps_bounds_every_fit(cls):
+    # debug: batches of 64, at most 5 epochs; after 250 steps a fit has 200
+    # training rows (4 batches per epoch), so an unbounded fit can take 20 steps.
+    bounded = cls(OBSERVATION, ACTION, config_for(cls, model_max_steps=3, model_patience=100))
+    free = cls(OBSERVATION, ACTION, config_for(cls, model_patience=100))
+    bounded_steps = [m["model/steps"] for m in _run(bounded, 251) if "model/steps" in m]
+    free_steps = [m["model/steps"] for m in _run(free, 251) if "model/steps" in m]
+    assert bounded_steps and max(bounded_steps) == 3
+    assert max(free_steps) > 3
+
+
 def test_sac_collects_with_samples_and_mbpo_with_the_mean_as_the_published_code():
     assert not config_for(SACAgent).collect_with_mean
     assert config_for(MBPOAgent).collect_with_mean and config_for(VaGraMAgent).collect_with_mean
@@ -100,6 +112,8 @@ def test_sac_collects_with_samples_and_mbpo_with_the_mean_as_the_published_code(
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match="unknown model_loss 'l1'"):
         MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent, model_loss="l1"))
+    with pytest.raises(ConfigError, match="model_max_steps must be >= 0"):
+        MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent, model_max_steps=-1))
 
 
 def _train(python, env, run_dir, agent, *args):

@@ -5,7 +5,8 @@
 # the VaGraM model against without a model (`sac`) on
 # sgym_SafetyHopperVelocity-v1 with --safety; 3 seeds each, the `cpu` preset with the
 # model refitted every 1,000 steps instead of 250 (a fit of the 7-member
-# ensemble on 50k transitions costs tens of seconds on 2 cores; see the README),
+# ensemble, at most 400 gradient steps in the preset, costs about 25 s on a
+# core; see the README),
 # graph mode (--nojit, faster than XLA on a CPU here), 50k steps, evaluating 5
 # episodes every 5k steps. One run at a time, seed 0 of every pair first.
 # Resumable: run the same command again; finished runs are skipped.

@@ -91,6 +91,8 @@ class MBPOAgent(Agent):
         model_holdout_ratio: float = 0.2
         model_patience: int = 10
         model_max_epochs: int = 1000
+        # Gradient steps per fit at most (0: no limit); bounds a fit's cost as the data grow.
+        model_max_steps: int = 0
         mse_warmup_fits: int = 4
         model_train_every: int = 250
         # Rollouts and the data mix; schedules over epochs of epoch_length steps.
@@ -121,6 +123,9 @@ class MBPOAgent(Agent):
         if config.model_loss not in MODEL_LOSSES:
             raise ConfigError(f"unknown model_loss {config.model_loss!r}; accepted: "
                               f"{', '.join(MODEL_LOSSES)}")  # fmt: skip
+        if config.model_max_steps < 0:
+            raise ConfigError(f"model_max_steps must be >= 0 (0: no limit), "
+                              f"got {config.model_max_steps}")  # fmt: skip
         if config.use_model and config.action_repeat != 1:
             raise ConfigError("the model describes one environment step: use --action_repeat=1")
         self.observation_size = int(observation_space.shape[0])
@@ -280,8 +285,9 @@ class MBPOAgent(Agent):
             warm = int(self.model_fits.numpy()) < config.mse_warmup_fits
             self.vagram_loss.mse_weight.assign(1.0 if warm else 0.0)
             extras = {"loss": self.vagram_loss, "extras": gradients}
-        report = self.dynamics.fit(data["observation"], data["action"],
-                                   data["next_observation"], **given, **extras)  # fmt: skip
+        max_steps = config.model_max_steps or None
+        report = self.dynamics.fit(data["observation"], data["action"], data["next_observation"],
+                                   max_steps=max_steps, **given, **extras)  # fmt: skip
         self.model_fits.assign_add(1)
         return report.metrics("model/")
 

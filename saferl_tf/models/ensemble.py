@@ -154,10 +154,12 @@ class FitReport:
     validation_mse: np.ndarray  # [E], normalized units, best weights
     elites: np.ndarray  # [K] member indices, best first
     epistemic_scale: float
+    steps: int = 0  # Gradient steps.
 
     def metrics(self, prefix: str = "model/") -> dict[str, float]:
         metrics = {
             f"{prefix}epochs": float(self.epochs),
+            f"{prefix}steps": float(self.steps),
             f"{prefix}train_loss": self.train_loss,
             f"{prefix}epistemic_scale": self.epistemic_scale,
         }
@@ -641,7 +643,7 @@ class GaussianEnsemble(tf.Module):
         if self.calibrate_after_fit and holdout:
             self.calibrate(held_x, held_y)
         scale = float(np.mean(self._epistemic_scales().numpy()))
-        return FitReport(epochs, loss, best_mse, elites, scale)
+        return FitReport(epochs, loss, best_mse, elites, scale, steps)
 
     def _custom_steps(self, loss: MemberLoss) -> _CustomSteps:
         """The compiled train and validation steps of ``loss`` (made once per loss)."""
