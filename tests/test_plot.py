@@ -285,6 +285,30 @@ def test_smoothing_happens_per_run_before_the_grid(tree):
     np.testing.assert_allclose(high, want_high)
 
 
+def test_runs_without_safety_draw_no_cost_limit(tmp_path):
+    # Every agent config carries a default cost limit; only runs that enforced it count.
+    for algo, seed, limit, safety in [
+        ("mbpo", 0, 25.0, False),
+        ("mbpo", 1, 25.0, False),
+        ("sac", 0, 10.0, False),
+        ("sac", 0, 10.0, True),
+    ]:
+        env = "EnvSafe" if safety else "EnvPlain"
+        folder = tmp_path / algo / env / str(seed)
+        write_config(folder, algo, limit)
+        config = json.loads((folder / "config.json").read_text())
+        config["agent_config"]["safety"] = safety
+        (folder / "config.json").write_text(json.dumps(config))
+    # Mixed: an unconstrained baseline beside a constrained run gets the constrained limit.
+    mixed = tmp_path / "sac" / "EnvSafe" / "1"
+    write_config(mixed, "sac", 99.0)
+    config = json.loads((mixed / "config.json").read_text())
+    config["agent_config"]["safety"] = False
+    (mixed / "config.json").write_text(json.dumps(config))
+    experiments = results.find_experiments(tmp_path, warn=lambda message: None)
+    assert results.read_cost_limits(experiments) == {"EnvSafe": 10.0}
+
+
 def test_figure_lines_are_the_aggregated_arrays(tree):
     returns, costs, _ = load(tree)
     experiments = results.find_experiments(tree, warn=lambda message: None)

@@ -310,7 +310,9 @@ def read_cost_limits(
 ) -> dict[str, float]:
     """``{env: agent_config.cost_limit}`` from the runs' ``config.json``.
 
-    Envs whose runs name no cost limit are absent. When the runs of an env disagree, the
+    Envs whose runs name no cost limit are absent, and so are runs that did not enforce
+    theirs (``agent_config.safety`` false: every agent config carries a default limit,
+    which a run without ``--safety`` never used). When the runs of an env disagree, the
     most common value wins (the smaller on a tie), with a warning.
     """
     limits: dict[str, Counter] = {}
@@ -319,9 +321,12 @@ def read_cost_limits(
         if not path.exists():
             continue
         try:
-            limit = json.loads(path.read_text())["agent_config"]["cost_limit"]
+            agent_config = json.loads(path.read_text())["agent_config"]
+            limit = agent_config["cost_limit"]
         except (ValueError, KeyError, TypeError):
             continue  # No cost limit in this agent's config; a malformed file says nothing.
+        if agent_config.get("safety", True) is False:
+            continue
         limit = _number(limit)
         if limit is not None:
             limits.setdefault(experiment.env, Counter())[limit] += 1
