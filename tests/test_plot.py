@@ -61,10 +61,10 @@ def write_jsonl(folder: Path, rows: list[dict]) -> None:
     (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def write_config(folder: Path, agent: str, cost_limit: float) -> None:
+def write_config(folder: Path, agent: str, cost_limit: float, safety: bool = True) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     config = {"agent": agent, "env": folder.parent.name, "run": {"seed": int(folder.name)}}
-    config["agent_config"] = {"cost_limit": cost_limit, "safety": True}
+    config["agent_config"] = {"cost_limit": cost_limit, "safety": safety}
     (folder / "config.json").write_text(json.dumps(config))
 
 
@@ -287,24 +287,15 @@ def test_smoothing_happens_per_run_before_the_grid(tree):
 
 def test_runs_without_safety_draw_no_cost_limit(tmp_path):
     # Every agent config carries a default cost limit; only runs that enforced it count.
-    for algo, seed, limit, safety in [
-        ("mbpo", 0, 25.0, False),
-        ("mbpo", 1, 25.0, False),
-        ("sac", 0, 10.0, False),
-        ("sac", 0, 10.0, True),
+    for algo, env, seed, limit, safety in [
+        ("mbpo", "EnvPlain", 0, 25.0, False),
+        ("mbpo", "EnvPlain", 1, 25.0, False),
+        ("sac", "EnvPlain", 0, 10.0, False),
+        ("sac", "EnvSafe", 0, 10.0, True),
+        # Mixed: an unconstrained baseline beside a constrained run gets the constrained limit.
+        ("sac", "EnvSafe", 1, 99.0, False),
     ]:
-        env = "EnvSafe" if safety else "EnvPlain"
-        folder = tmp_path / algo / env / str(seed)
-        write_config(folder, algo, limit)
-        config = json.loads((folder / "config.json").read_text())
-        config["agent_config"]["safety"] = safety
-        (folder / "config.json").write_text(json.dumps(config))
-    # Mixed: an unconstrained baseline beside a constrained run gets the constrained limit.
-    mixed = tmp_path / "sac" / "EnvSafe" / "1"
-    write_config(mixed, "sac", 99.0)
-    config = json.loads((mixed / "config.json").read_text())
-    config["agent_config"]["safety"] = False
-    (mixed / "config.json").write_text(json.dumps(config))
+        write_config(tmp_path / algo / env / str(seed), algo, limit, safety)
     experiments = results.find_experiments(tmp_path, warn=lambda message: None)
     assert results.read_cost_limits(experiments) == {"EnvSafe": 10.0}
 
