@@ -271,6 +271,18 @@ def test_min_epochs_holds_off_early_stopping():
     assert ensemble.fit(x, y, max_epochs=60, min_epochs=40).epochs >= 40
 
 
+def test_min_steps_trains_small_data_past_early_stopping_and_max_epochs():
+    """With 60 samples an epoch is one step: patience alone stops a fit after
+    a handful of steps (the planning agents' first refits), min_steps does not."""
+    x, y = _sine(60, seed=6)
+    ensemble = GaussianEnsemble(1, 1, members=2, hidden_units=16, hidden_layers=1,
+                                patience=1, improvement=0.5, seed=0)  # fmt: skip
+    assert ensemble.fit(x, y, max_epochs=50).steps < 10
+    report = ensemble.fit(x, y, max_epochs=20, min_steps=120)
+    assert report.steps == 120  # Past max_epochs (20 one-step epochs), then stopped at once.
+    assert ensemble.fit(x, y, max_epochs=20, min_steps=120, max_steps=30).steps == 30
+
+
 def test_quantile_calibration_reaches_the_requested_coverage_per_dimension():
     from saferl_tf.models.ensemble import quantile_calibration
 

@@ -106,7 +106,11 @@ class PlanningAgent(Agent):
         weight_decay: float = 5e-5
         model_learning_rate: float = 1e-3
         model_batch_size: int = 256
-        model_epochs: int = 50  # At most, per refit (early stopping ends sooner).
+        model_epochs: int = 50  # At most, per refit (early stopping ends sooner)...
+        # ...but at least this many gradient steps: with the few hundred
+        # transitions of the first episodes an epoch is one or two steps, and
+        # early stopping left the model untrained (docs/BENCHMARKS.md).
+        model_min_steps: int = 500
         patience: int = 5
         holdout_ratio: float = 0.1
         calibrate: bool = False
@@ -181,6 +185,8 @@ class PlanningAgent(Agent):
         if config.refit_every < 0:
             raise ConfigError(f"refit_every must be >= 0 (0: between episodes), got "
                               f"{config.refit_every}")  # fmt: skip
+        if config.model_min_steps < 0:
+            raise ConfigError(f"model_min_steps must be >= 0, got {config.model_min_steps}")
         if config.episode_length < 1:
             raise ConfigError(f"episode_length must be >= 1, got {config.episode_length}")
         if config.reward_particles < 0:
@@ -331,6 +337,7 @@ class PlanningAgent(Agent):
             rewards=data["reward"],
             costs=data["cost"],
             terminals=data["terminated"].astype(np.float32),
+            min_steps=self.config.model_min_steps,
         )
         if hasattr(self, "cost_range"):
             costs = data["cost"]

@@ -536,6 +536,7 @@ class GaussianEnsemble(tf.Module):
         *,
         max_epochs: int | None = None,
         min_epochs: int = 1,
+        min_steps: int = 0,
         max_steps: int | None = None,
         loss: MemberLoss | None = None,
         extras: np.ndarray | None = None,
@@ -547,6 +548,9 @@ class GaussianEnsemble(tf.Module):
           max_epochs: epochs at most (default: the ensemble's ``max_epochs``).
           min_epochs: epochs at least: early stopping acts only after them (the
             CMBPO code's first fit runs at least 150).
+          min_steps: gradient steps at least, beyond ``max_epochs`` if need be:
+            with little data an epoch is one or two steps, and stopping after
+            ``patience`` epochs would leave the members barely trained.
           max_steps: gradient steps at most (None: no limit).
           loss: a ``MemberLoss`` instead of the likelihood (or, for deterministic
             members, the squared error); it also scores the held-out split for
@@ -610,7 +614,9 @@ class GaussianEnsemble(tf.Module):
         rows = [np.arange(len(train_x))] * self.members
         if self.bootstrap:  # Each member's resample, with replacement, for this fit.
             rows = [self.rng.integers(0, len(train_x), len(train_x)) for _ in range(self.members)]
-        for epoch in range(1, max_epochs + 1):
+        epoch = 0
+        while epoch < max_epochs or steps < min_steps:
+            epoch += 1
             epochs = epoch
             order = np.stack([self._epoch_order(member_rows, steps_per_epoch)
                               for member_rows in rows])  # fmt: skip
@@ -629,7 +635,7 @@ class GaussianEnsemble(tf.Module):
                 self._keep_best(better)
                 best_mse = np.where(better, mse, best_mse)
                 stale = 0 if improved.any() else stale + 1
-                if stale >= self.patience and epoch >= min_epochs:
+                if stale >= self.patience and epoch >= min_epochs and steps >= min_steps:
                     break
             if max_steps is not None and steps >= max_steps:
                 break
