@@ -1,7 +1,7 @@
 """Ensemble training and planning speed, XLA against graph mode, in one run.
 
-On ``saferl_ConstrainedPendulum-v0``'s spaces (ensemble fitted to random
-transitions of the real task) measures, for ``jit=True`` and ``jit=False``
+On ``--env``'s spaces (default ``saferl_ConstrainedPendulum-v0``; ensemble
+fitted to random transitions of the real task) measures, for ``jit=True`` and ``jit=False``
 interleaved over ``--repeats`` rounds (medians reported):
 
 1. ensemble training: transitions per second of the compiled train step at
@@ -12,13 +12,16 @@ interleaved over ``--repeats`` rounds (medians reported):
    its defaults, ``NAME:PRESET`` with a preset of saferl_tf/configs/cem.yaml
    (``NAME:A+B`` stacks two),
    for example ``pessimistic:seed``), and the implied seconds of planning per
-   200-step episode.
+   ``--episode_steps``-step episode.
 
 Usage::
 
     .venv/bin/python tools/bench_planning.py [--repeats=3] [--agents=cem,pessimistic]
     .venv/bin/python tools/bench_planning.py --agents=pessimistic:reduced,pessimistic:seed \
         --modes=xla --sections=planning --plan_steps=2
+    .venv/bin/python tools/bench_planning.py --env=sgym_SafetyPointGoal1-v0 \
+        --agents=cem:safety_gym,pessimistic:safety_gym --modes=xla --sections=planning \
+        --episode_steps=1000
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ flags.DEFINE_list(
 flags.DEFINE_list("modes", ["xla", "graph"], "Compilation modes: xla, graph.")
 flags.DEFINE_list("sections", ["training", "rollouts", "planning"],
                   "What to measure: training, rollouts, planning, envs.")  # fmt: skip
+flags.DEFINE_string("env", "saferl_ConstrainedPendulum-v0", "Environment id.")
+flags.DEFINE_integer("episode_steps", 200, "Control steps per episode, for the planning column.")
 flags.DEFINE_integer("num_envs", 4, "envs: environments planned in one call against one by one.")
 FLAGS = flags.FLAGS
-ENV = "saferl_ConstrainedPendulum-v0"
 ENSEMBLES = {
     "agents' 5x32x3": dict(members=5, hidden_units=32, hidden_layers=3),
     "MBPO 7x200x4": dict(members=7, elites=5, hidden_units=200, hidden_layers=4),
@@ -57,16 +61,21 @@ def random_transitions(steps: int = 1000):
 
     from saferl_tf import envs
 
-    env = envs.make(ENV, seed=0)
+    env = envs.make(FLAGS.env, seed=0)
     observation, _ = env.reset()
-    data = {"observation": [], "action": [], "next_observation": [], "cost": []}
+    data = {"observation": [], "action": [], "next_observation": [], "reward": [], "cost": []}
     for _ in range(steps):
         action = env.action_space.sample()
-        following, _, cost, terminated, truncated, _ = env.step(action)
-        for key, value in zip(data, (observation, action, following, cost)):
+        following, reward, cost, terminated, truncated, _ = env.step(action)
+        for key, value in zip(data, (observation, action, following, reward, cost)):
             data[key].append(value)
         observation = env.reset()[0] if terminated or truncated else following
     return {key: np.asarray(value, np.float32) for key, value in data.items()}
+
+
+def sizes(data) -> tuple[int, int]:
+    """Observation and action sizes of the transitions."""
+    return data["observation"].shape[-1], data["action"].shape[-1]
 
 
 def time_training(data, jit: bool, kwargs: dict) -> float:
@@ -74,7 +83,7 @@ def time_training(data, jit: bool, kwargs: dict) -> float:
 
     from saferl_tf.models.dynamics import DynamicsEnsemble
 
-    dynamics = DynamicsEnsemble(3, 1, jit=jit, seed=0, **kwargs)
+    dynamics = DynamicsEnsemble(*sizes(data), jit=jit, seed=0, **kwargs)
     ensemble = dynamics.ensemble
     inputs = np.c_[data["observation"], data["action"]]
     targets = data["next_observation"] - data["observation"]
@@ -98,17 +107,29 @@ def time_rollouts(data, jit: bool) -> float:
     from saferl_tf.models.dynamics import DynamicsEnsemble
     from saferl_tf.models.model_env import ModelEnv
 
-    dynamics = DynamicsEnsemble(3, 1, seed=0, jit=jit, **ENSEMBLES["agents' 5x32x3"])
+    dynamics = DynamicsEnsemble(*sizes(data), seed=0, jit=jit, **ENSEMBLES["agents' 5x32x3"])
     dynamics.fit(data["observation"], data["action"], data["next_observation"], max_epochs=2)
-    model_env = ModelEnv(dynamics, task=envs.task_functions(ENV), jit=jit)
+    model_env = ModelEnv(dynamics, task=envs.task_functions(FLAGS.env), jit=jit)
     start = np.tile(data["observation"][:1], (FLAGS.particles, 1))
-    actions = np.random.default_rng(0).uniform(-1, 1, (FLAGS.particles, 20, 1)).astype(np.float32)
+    actions = (
+        np.random.default_rng(0)
+        .uniform(-1, 1, (FLAGS.particles, 20, sizes(data)[1]))
+        .astype(np.float32)
+    )
     model_env.compiled_rollout_actions(start, actions, tf.constant([0, 0]))
     started = time.perf_counter()
     for i in range(3):
         rollout = model_env.compiled_rollout_actions(start, actions, tf.constant([i, 1]))
     rollout.rewards.numpy()
     return 3 * FLAGS.particles * 20 / (time.perf_counter() - started)
+
+
+def fit_agent_model(agent, data) -> None:
+    """A few epochs on the random transitions, with whatever the model learns
+    (reward and cost where the task has no known functions)."""
+    learned = {f"{name}s": data[name] for name in agent.dynamics.learned if name in data}
+    agent.dynamics.fit(data["observation"], data["action"], data["next_observation"],
+                       max_epochs=5, **learned)  # fmt: skip
 
 
 def time_planning(label: str, data, jit: bool) -> tuple[float, float]:
@@ -121,10 +142,10 @@ def time_planning(label: str, data, jit: bool) -> tuple[float, float]:
     preset = preset.replace("+", ",")  # NAME:A+B stacks presets A and B.
     cls = agent_class(name)
     config = build_config(cls.Config, preset_names(cls), preset, {"safety": True, "jit": jit})
-    env = envs.make(ENV)
+    env = envs.make(FLAGS.env)
     agent = make_agent(name, env.observation_space, env.action_space, config,
-                       task=envs.task_functions(ENV))  # fmt: skip
-    agent.dynamics.fit(data["observation"], data["action"], data["next_observation"], max_epochs=5)
+                       task=envs.task_functions(FLAGS.env))  # fmt: skip
+    fit_agent_model(agent, data)
     observation = data["observation"][0]
     started = time.perf_counter()
     _, warm = agent.plan(observation)
@@ -149,10 +170,10 @@ def time_env_batching(label: str, data, jit: bool) -> tuple[float, float]:
     cls = agent_class(name)
     config = build_config(cls.Config, preset_names(cls), preset.replace("+", ","),
                           {"safety": True, "jit": jit})  # fmt: skip
-    env = envs.make(ENV)
+    env = envs.make(FLAGS.env)
     agent = make_agent(name, env.observation_space, env.action_space, config,
-                       task=envs.task_functions(ENV))  # fmt: skip
-    agent.dynamics.fit(data["observation"], data["action"], data["next_observation"], max_epochs=5)
+                       task=envs.task_functions(FLAGS.env))  # fmt: skip
+    fit_agent_model(agent, data)
     observations = data["observation"][: FLAGS.num_envs]
     singles = [agent.plan(o)[1] for o in observations]  # Compiles both shapes first.
     _, together = agent.plan_batch(observations, [None] * len(observations))
@@ -225,11 +246,12 @@ def main(argv):
             ratio = statistics.median(rollouts[True]) / statistics.median(rollouts[False])
             print(f"XLA / graph: {ratio:.2f}x")
     if "planning" in FLAGS.sections:
-        print("\n| agent | mode | s per control step | s per 200-step episode | first call s |")
+        print("\n| agent | mode | s per control step | "
+              f"s per {FLAGS.episode_steps}-step episode | first call s |")  # fmt: skip
         print("| --- | --- | ---: | ---: | ---: |")
         for (name, jit), values in planning.items():
             seconds = statistics.median(values)
-            print(f"| {name} | {mode(jit)} | {seconds:.3f} | {200 * seconds:.1f} | "
+            print(f"| {name} | {mode(jit)} | {seconds:.3f} | {FLAGS.episode_steps * seconds:.1f} | "
                   f"{compile_time[name, jit]:.1f} |")  # fmt: skip
         if len(modes) == 2:
             for name in FLAGS.agents:
