@@ -359,6 +359,25 @@ def test_pessimistic_learns_the_swing_up_with_fewer_violations_than_cem(tmp_path
         assert returns[-3:].max() > returns[0] + 500.0  # Hanging down scores about -1,700.
 
 
+@pytest.mark.parametrize("name", ["cem", "pessimistic_trajectory"])
+def test_cem_planners_warm_start_from_the_best_sequence_under_shift_all(name):
+    """SafeExploration's CEM planner (PesTraj's too) starts the next control
+    step from the best sequence shifted, its last step repeated; "mean" from
+    the elite mean shifted, zero-filled."""
+    start, seeds = tf.constant([[-1.0, 0.2, 1.0]]), tf.constant([[5, 6]])
+    plans = {}
+    for warm_start in ("shift_all", "mean"):
+        agent, env = debug_agent(name, warm_start=warm_start, reward_particles=2)
+        run_steps(agent, env, 60)
+        state = tuple(tf.constant(part)[None] for part in agent.initial_plan_state())
+        best, (warm,) = agent._plan_sequence(start, state, seeds)
+        plans[warm_start] = best.numpy()[0], warm.numpy()[0]
+    best, warm = plans["shift_all"]
+    np.testing.assert_array_equal(warm, np.concatenate([best[1:], best[-1:]]))
+    best, warm = plans["mean"]
+    assert np.all(warm[-1] == 0.0) and not np.allclose(warm[:-1], best[1:])  # The elite mean.
+
+
 # SafeExploration's pendulum planner (experiments/config/pendulum/minmax_bnn_pendulum.yaml,
 # the CEM and schedule values its code fixes): the `seed` preset must say the same.
 SEED_PLANNER = dict(
@@ -367,6 +386,7 @@ SEED_PLANNER = dict(
     warm_start="shift_all", reward_particles=10, alpha_start=1.0, alpha_end=3.0,
     alpha_midpoint=10.0, alpha_width=4.0, penalty=1.0, barrier="relu", cost_limit=0.0,
     calibrate=True, calibration="quantile", bootstrap=False,  # bsm's BNN: no resampling.
+    holdout_ratio=0.2,  # Its train_share 0.8.
 )  # fmt: skip
 
 
@@ -428,26 +448,76 @@ def test_the_cost_limit_is_per_episode_and_planned_per_horizon():
                                agent.config.penalty * np.array([0.0, 0.0, 1.0]))  # fmt: skip
 
 
-def test_without_safety_the_planner_skips_the_adversary():
-    agent, env = debug_agent(safety=False)
+def _count_rollouts(agent) -> list:
+    """Records the rollouts the agent's objective asks its trajectory model
+    for (outermost calls only: ``sampled`` itself calls ``replica_sums``)."""
+    calls, depth = [], [0]
+
+    def spy(name, original):
+        def call(*args):
+            if not depth[0]:
+                calls.append(name)
+            depth[0] += 1
+            try:
+                return original(*args)
+            finally:
+                depth[0] -= 1
+
+        return call
+
+    for name in ("rollout", "reward_and_cost", "replica_sums", "pair_costs", "sampled"):
+        setattr(agent.trajectories, name, spy(name, getattr(agent.trajectories, name)))
+    return calls
+
+
+@pytest.mark.parametrize("name, particles", [
+    ("pessimistic", 0), ("pessimistic", 4), ("optimistic_pessimistic", 0),
+])  # fmt: skip
+def test_without_safety_the_planner_skips_the_adversary_and_plans_the_same(name, particles):
+    from saferl_tf.planning.cem import split_seeds
+    from saferl_tf.planning.minmax import MinMaxState, minmax_cem_batched, next_state
+
+    agent, env = debug_agent(name, safety=False, reward_particles=particles)
     run_steps(agent, env, 60)
     calls = []
-
-    def spy(planner):
-        original = planner.minmax_objective
-        planner.minmax_objective = lambda *args: calls.append(1) or original(*args)
-
-    spy(agent)
+    original = agent.minmax_objective
+    agent.minmax_objective = lambda *args: calls.append(1) or original(*args)
     state = tuple(tf.constant(part)[None] for part in agent.initial_plan_state())
-    start = tf.constant([[-1.0, 0.0, 0.0]])
-    best, after = agent._plan_sequence(start, state, tf.constant([[1, 2]]))
-    assert not calls  # No cost rollouts, no η search.
-    assert best.shape == (1, agent.config.horizon, 1)
-    assert [part.shape for part in after] == [part.shape for part in state]
-    safe, _ = debug_agent()
-    spy(safe)
-    safe._plan_sequence(start, state, tf.constant([[1, 2]]))
-    assert calls  # With --safety the adversary plays.
+    start, seeds = tf.constant([[-1.0, 0.2, 1.0]]), tf.constant([[1, 2]])
+    best, after = agent._plan_sequence(start, state, seeds)
+    assert not calls  # No η search, no cost rollouts.
+    # The full search (η player and cost rollouts, the cost weighted by λ = 0)
+    # chooses the same plan: the action player saw the same seeds.
+    objective_seeds, minmax_seeds = tf.unstack(split_seeds(seeds, 2))
+    full = minmax_cem_batched(lambda s, e: agent.minmax_objective(start, s, e, objective_seeds),
+                              MinMaxState(*state), agent.minmax, minmax_seeds)  # fmt: skip
+    assert calls
+    np.testing.assert_allclose(best.numpy(), full.actions.numpy(), atol=1e-5)
+    full_after = next_state(full.state, agent.minmax, batched=True)
+    np.testing.assert_allclose(after[0].numpy(), full_after[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(after[2].numpy(), full_after[2].numpy(), atol=1e-5)
+
+
+# (cem_cost on the mean trajectory has nothing to skip: one rollout gives both.)
+@pytest.mark.parametrize("name, particles", [
+    ("cem_cost", 4), ("pessimistic_fixed", 0), ("pessimistic_fixed", 4),
+    ("pessimistic_trajectory", 4),
+])  # fmt: skip
+def test_without_safety_the_cost_rollouts_are_skipped_and_j_is_unchanged(name, particles):
+    agent, env = debug_agent(name, safety=False, reward_particles=particles)
+    run_steps(agent, env, 60)
+    start, seeds = tf.constant([[-1.0, 0.2, 1.0]]), tf.constant([[3, 4]])
+    sequences = tf.constant(np.random.default_rng(0).uniform(
+        -1, 1, (1, 6, agent.config.horizon, agent.plan_size)), tf.float32)  # fmt: skip
+    calls = _count_rollouts(agent)
+    skipped = agent.objective(start, sequences, seeds).numpy()
+    assert len(calls) == 1 and calls[0] in ("rollout", "sampled")  # The rewards only.
+    skipped_calls = list(calls)
+    del calls[:]
+    agent.penalty = 1e-30  # Not zero: the cost rollouts run, weighted by almost nothing.
+    full = agent.objective(start, sequences, seeds).numpy()
+    assert len(calls) > 1 or calls != skipped_calls  # More, or other, rollouts with costs.
+    np.testing.assert_allclose(skipped, full, rtol=1e-5, atol=1e-6)
 
 
 def test_a_learned_cost_is_clipped_to_its_range_and_pushed_by_its_own_spread():

@@ -87,7 +87,11 @@ class PlanningAgent(Agent):
         eta_initial_std: float = 1.0
         opponent_elites: int = 1  # Each player's samples that the other scores against.
         carry_std: bool = True  # False: every CEM call restarts at its initial std.
-        warm_start: str = "mean"  # "shift_all": both players' means and elites shifted.
+        # Next control step's start. "mean": the (action player's) elite mean
+        # shifted, zero-filled. "shift_all", as SafeExploration: min-max, both
+        # players' means and fixed elites shifted; CEM, the best sequence
+        # shifted; the last step repeated.
+        warm_start: str = "mean"
         fixed_eta: float = 1.0  # η of every dimension for pessimistic_fixed.
         # Size of the epistemic push over episodes k = 1, 2, ...:
         # alpha_start + (alpha_end - alpha_start) · sigmoid((k - midpoint) / width).
@@ -252,6 +256,8 @@ class PlanningAgent(Agent):
             lambda sequences: self.objective(start, sequences, objective_seeds),
             state[0], self.cem, cem_seeds,
         )  # fmt: skip
+        if self.config.warm_start == "shift_all":  # SafeExploration's CEM planner.
+            return result.best, (shift_plan(result.best, axis=1, repeat_last=True),)
         return result.best, (shift_plan(result.mean, axis=1),)
 
     # --- Acting ----------------------------------------------------------------
@@ -354,6 +360,8 @@ class CostPenaltyCEMAgent(PlanningAgent):
     """CEM on the mean model with the cost penalized: λ·b(Σ c − d) − mean r."""
 
     def objective(self, start, sequences, seeds):
+        if self.penalty == 0.0:  # Without --safety: no cost rollouts.
+            return -self.mean_rewards(start, sequences, seeds)
         if self.config.reward_particles:
             _, costs = self.trajectories.rollout(start, sequences)
             return self.constraint_term(costs) - self.mean_rewards(start, sequences, seeds)
@@ -379,6 +387,10 @@ class PessimisticTrajectoryAgent(PlanningAgent):
 
     def objective(self, start, sequences, seeds):
         reward_seeds, cost_seeds = tf.unstack(split_seeds(seeds, 2))
+        if self.penalty == 0.0:  # Without --safety: the reward particles only.
+            rewards, _ = self.trajectories.sampled(start, sequences,
+                                                   self._particle_noise(reward_seeds))  # fmt: skip
+            return -tf.reduce_mean(rewards, axis=-1) / sequences.shape[-2]
         # Both particle sets in one rollout (the same sums as two ``sampled`` calls).
         (rewards, _), (_, costs) = self.trajectories.replica_sums(start, sequences, [
             (self._particle_noise(reward_seeds), True, 0.0),
@@ -394,6 +406,8 @@ class FixedEtaAgent(PlanningAgent):
     (or averaged over ``reward_particles`` sampled trajectories)."""
 
     def objective(self, start, sequences, seeds):
+        if self.penalty == 0.0:  # Without --safety: no pushed cost rollouts.
+            return -self.mean_rewards(start, sequences, seeds)
         eta = tf.fill([sequences.shape[0], 1, sequences.shape[2], self.observation_size],
                       self.config.fixed_eta)  # fmt: skip
         if self.config.reward_particles:
@@ -452,17 +466,15 @@ class PessimisticAgent(PlanningAgent):
     def _plan_sequence(self, start, state, seeds):
         objective_seeds, minmax_seeds = tf.unstack(split_seeds(seeds, 2))
         if self.penalty == 0.0:
-            # Without --safety, J does not depend on η: the adversary and the
-            # cost rollouts would change nothing, so plain CEM over the plan.
-            result = cem_minimize_batched(
-                lambda sequences: -self.reward_term(start, sequences, objective_seeds),
-                state[0], self.cem, minmax_seeds,
-            )  # fmt: skip
-            best = tf.clip_by_value(result.best, self.cem.low, self.cem.high)
-            elites = tf.broadcast_to(best[:, None], state[2].shape)
-            after = MinMaxState(result.mean, tf.zeros_like(state[1]), elites,
-                                tf.zeros_like(state[3]))  # fmt: skip
-            return result.best, tuple(next_state(after, self.minmax, batched=True))
+            # Without --safety J does not depend on η: the action player's
+            # rounds alone (the same seeds, so the same plan), without the
+            # adversary and the cost rollouts.
+            def rewards_only(sequences, _):
+                return -self.reward_term(start, sequences, objective_seeds)[..., None]
+
+            result = minmax_cem_batched(rewards_only, MinMaxState(*state), self.minmax,
+                                        minmax_seeds, adversary=False)  # fmt: skip
+            return result.actions, tuple(next_state(result.state, self.minmax, batched=True))
         result = minmax_cem_batched(
             lambda sequences, etas: self.minmax_objective(start, sequences, etas, objective_seeds),
             MinMaxState(*state),

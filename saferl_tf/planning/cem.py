@@ -7,6 +7,7 @@ inside its compiled step::
     result = cem_minimize(objective, initial_mean [H, A], config, seed [2])
     result.best  # [H, A], the lowest-valued sample seen; result.mean, result.std: [H, A]
     warm = shift_plan(result.mean)  # next control step's initial mean
+    warm = shift_plan(result.best, repeat_last=True)  # or SafeExploration's
 
 ``objective(sequences [N, H, A]) -> values [N]`` (lower is better). Samples
 are drawn from N(mean, std²) and clipped to [low, high]; the next mean and
@@ -153,9 +154,11 @@ def cem_minimize_batched(
     return CEMResult(mean, std, best, best_value)
 
 
-def shift_plan(plan: tf.Tensor, fill: float = 0.0, axis: int = 0) -> tf.Tensor:
-    """Drops the first step of [H, ...] (along ``axis``) and appends ``fill``:
-    the next warm start."""
+def shift_plan(plan: tf.Tensor, fill: float = 0.0, axis: int = 0,
+               repeat_last: bool = False) -> tf.Tensor:  # fmt: skip
+    """Drops the first step of [H, ...] (along ``axis``) and appends ``fill``,
+    or the last step again (``repeat_last``): the next warm start."""
     rest = tf.gather(plan, tf.range(1, plan.shape[axis]), axis=axis)
-    tail = tf.fill(tf.shape(tf.gather(plan, [0], axis=axis)), tf.constant(fill, plan.dtype))
+    last = tf.gather(plan, [plan.shape[axis] - 1], axis=axis)
+    tail = last if repeat_last else tf.fill(tf.shape(last), tf.constant(fill, plan.dtype))
     return tf.concat([rest, tail], axis=axis)

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from saferl_tf.errors import ConfigError
-from saferl_tf.planning.cem import CEMConfig, sample_batches, split_seeds
+from saferl_tf.planning.cem import CEMConfig, sample_batches, shift_plan, split_seeds
 
 WARM_STARTS = ("mean", "shift_all")
 
@@ -109,26 +109,18 @@ class MinMaxResult(NamedTuple):
     state: MinMaxState  # the players' means and fixed elites at the end
 
 
-def _shift(sequences: tf.Tensor, axis: int, repeat_last: bool) -> tf.Tensor:
-    """Drops the first step along ``axis``; appends the last step again or zeros."""
-    rest = tf.gather(sequences, tf.range(1, sequences.shape[axis]), axis=axis)
-    last = tf.gather(sequences, [sequences.shape[axis] - 1], axis=axis)
-    tail = last if repeat_last else tf.zeros_like(last)
-    return tf.concat([rest, tail], axis=axis)
-
-
 def next_state(state: MinMaxState, config: MinMaxConfig, batched: bool = False) -> MinMaxState:
     """The next control step's start (see the module docstring); ``batched``:
     every part has a leading batch axis."""
     step = 1 if batched else 0  # The horizon axis of a mean; an elite set's is one further.
     if config.warm_start == "shift_all":
         return MinMaxState(
-            _shift(state.action_mean, step, True),
-            _shift(state.eta_mean, step, True),
-            _shift(state.action_elites, step + 1, True),
-            _shift(state.eta_elites, step + 1, True),
+            shift_plan(state.action_mean, axis=step, repeat_last=True),
+            shift_plan(state.eta_mean, axis=step, repeat_last=True),
+            shift_plan(state.action_elites, axis=step + 1, repeat_last=True),
+            shift_plan(state.eta_elites, axis=step + 1, repeat_last=True),
         )
-    action_mean = _shift(state.action_mean, step, False)
+    action_mean = shift_plan(state.action_mean, axis=step)
     eta_mean = tf.zeros_like(state.eta_mean)
     return MinMaxState(
         action_mean,
@@ -189,11 +181,17 @@ def minmax_cem_batched(
     state: MinMaxState,
     config: MinMaxConfig,
     seeds: tf.Tensor,
+    adversary: bool = True,
 ) -> MinMaxResult:
     """B independent searches at once (B environments): ``objective(actions
     [B, N, H, A], eta [B, M, H, S]) -> [B, N, M]``; every part of ``state``
     and of the result has a leading batch axis; seeds [B, 2]. Entry b gives
-    what ``minmax_cem`` with seeds[b] gives."""
+    what ``minmax_cem`` with seeds[b] gives.
+
+    ``adversary=False`` is for an objective that does not depend on η: the η
+    player's calls are skipped (its mean and fixed elites stay as given) and
+    the action player's rounds draw the same seeds, so the actions are those
+    the full search would choose, at a fraction of the work."""
     act = config.actions
     k = config.opponent_elites
     action_mean = tf.convert_to_tensor(state.action_mean, tf.float32)
@@ -204,14 +202,17 @@ def minmax_cem_batched(
 
     def round_body(r, action_mean, action_std, eta_mean, eta_std, action_elites, eta_elites,
                    best_actions, best_eta, value):  # fmt: skip
-        # The η player maximizes the average J over the actions' fixed elites.
-        eta_set, eta_mean, eta_std_new, _ = _cem_call(
-            lambda etas: -tf.reduce_mean(objective(action_elites, etas), axis=1),
-            eta_mean, eta_std if config.carry_std else eta_std0, config.eta_samples,
-            config.eta_elites, act.iterations, config.eta_low, config.eta_high, 0.0,
-            seeds[2 * r],
-        )  # fmt: skip
-        eta_elites = eta_set[:, :k]
+        if adversary:
+            # The η player maximizes the average J over the actions' fixed elites.
+            eta_set, eta_mean, eta_std_new, _ = _cem_call(
+                lambda etas: -tf.reduce_mean(objective(action_elites, etas), axis=1),
+                eta_mean, eta_std if config.carry_std else eta_std0, config.eta_samples,
+                config.eta_elites, act.iterations, config.eta_low, config.eta_high, 0.0,
+                seeds[2 * r],
+            )  # fmt: skip
+            eta_elites = eta_set[:, :k]
+        else:
+            eta_set, eta_std_new = eta_elites, eta_std
         # The action player minimizes the average J over the η's fixed elites.
         action_set, action_mean, action_std_new, value = _cem_call(
             lambda actions: tf.reduce_mean(objective(actions, eta_elites), axis=2),
