@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import ROOT
 from gymnasium import spaces
 
@@ -15,6 +16,7 @@ from saferl_tf.agents import MBPOAgent, SACAgent, Transition, VaGraMAgent
 from saferl_tf.agents.base import preset_names
 from saferl_tf.config import build_config
 from saferl_tf.errors import ConfigError
+from saferl_tf.models.vagram import value_gradients
 from saferl_tf.rl.schedules import linear_schedule
 
 OBSERVATION = spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -121,6 +123,61 @@ def _train(python, env, run_dir, agent, *args):
                "--env=gym_InvertedPendulum-v4", "--eval_every=0", "--noprogress",
                f"--run_dir={run_dir}", *args]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+
+
+def test_the_target_entropy_is_configured_or_minus_the_action_size():
+    assert MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent)).learner.target_entropy == -1.0
+    config = build_config(MBPOAgent.Config, preset_names(MBPOAgent), "debug",
+                          {"jit": False, "target_entropy": None})  # fmt: skip
+    assert MBPOAgent(OBSERVATION, ACTION, config).learner.target_entropy == -2.0
+
+
+def test_the_lagrange_multiplier_and_temperature_survive_a_checkpoint(tmp_path):
+    config = config_for(VaGraMAgent, safety=True, cost_limit=0.0)
+    agent = VaGraMAgent(OBSERVATION, ACTION, config)
+    _run(agent, 260)
+    penalty = agent.learner.penalty
+    state = {name: float(value) for name, value in penalty.metrics().items()}
+    assert state["multiplier"] > 0.0  # Costs above a limit of 0 raised it.
+    log_alpha = float(agent.learner.log_alpha.numpy())
+    agent.save(tmp_path)
+    fresh = VaGraMAgent(OBSERVATION, ACTION, config)
+    assert float(fresh.learner.penalty.multiplier.numpy()) != state["multiplier"]
+    assert fresh.restore(tmp_path)
+    restored = {name: float(value) for name, value in fresh.learner.penalty.metrics().items()}
+    assert restored == state
+    assert float(fresh.learner.log_alpha.numpy()) == log_alpha
+
+
+def test_the_value_gradients_are_recomputed_when_the_critics_change_and_only_then():
+    agent = VaGraMAgent(OBSERVATION, ACTION, config_for(VaGraMAgent))
+    _run(agent, 210)
+    agent._fit_model()
+    computed = agent.gradient_cache.computations
+    first = agent.gradient_cache._gradients
+    agent._fit_model()  # Same critics, same data: the cached gradients.
+    assert agent.gradient_cache.computations == computed
+    batch = agent.real.sample(agent.config.batch_size, np.random.default_rng(0))
+    agent._sac_step({k: tf.constant(v) for k, v in batch.items()}, tf.constant([1, 2]))
+    agent._fit_model()  # One SAC update later: recomputed, from the new critics.
+    assert agent.gradient_cache.computations == computed + 1
+    data = agent.real.fields()["next_observation"]
+    expected = value_gradients(agent._value_functions(), data).numpy()
+    np.testing.assert_allclose(agent.gradient_cache._gradients, expected, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(first, expected)
+
+
+def test_the_model_buffer_keeps_one_fit_of_rollouts_when_fits_are_rarer_than_epochs():
+    """With a refit every 150 steps and epochs of 100, the buffer holds one
+    fit's rollouts (mbrl-lib's capacity for a retained epoch was 0 here, and
+    the buffer grew without bound)."""
+    config = config_for(MBPOAgent, model_train_every=150)
+    agent = MBPOAgent(OBSERVATION, ACTION, config)
+    _run(agent, 100 + 3 * 150 + 1)
+    longest = config.rollout_schedule[3]
+    fit = longest * config.rollouts_per_step * config.model_train_every
+    assert int(agent.model_fits.numpy()) == 4
+    assert 0 < len(agent.model_buffer["reward"]) <= fit
 
 
 @pytest.mark.parametrize("agent", ["vagram", "mbpo"])

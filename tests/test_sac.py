@@ -132,6 +132,27 @@ def test_sampled_log_probabilities_are_the_squashed_gaussians():
     assert np.all(np.abs(action.numpy()) <= 1.0)
 
 
+def test_the_learners_temperature_follows_adam_on_the_numpy_gradient():
+    """Three updates of log α against NumPy (float64): the gradient of
+    -E[log α (log π + H)] is -E[log π + H] with log π of the actor before its
+    update, fed to Adam (Keras 3: β 0.9, 0.999, ε 1e-7)."""
+    target_entropy = 0.7
+    learner = _learner(target_entropy=target_entropy)
+    log_alpha = float(learner.log_alpha.numpy())
+    m = v = 0.0
+    for step in range(1, 4):
+        batch, seed = _transitions(seed=step), tf.constant([step, 7])
+        actor_seed = tf.random.experimental.stateless_split(seed, 2)[1]
+        _, log_prob = learner.sample(batch["observation"], actor_seed)
+        gradient = -np.mean(log_prob.numpy().astype(np.float64) + target_entropy)
+        learner.train(batch, seed)
+        m = 0.9 * m + 0.1 * gradient
+        v = 0.999 * v + 0.001 * gradient**2
+        rate = 3e-4 * np.sqrt(1 - 0.999**step) / (1 - 0.9**step)
+        log_alpha -= rate * m / (np.sqrt(v) + 1e-7)
+        assert float(learner.log_alpha.numpy()) == pytest.approx(log_alpha, abs=1e-6)
+
+
 def test_one_update_moves_the_temperature_towards_the_target_entropy_and_traces_once():
     learner = _learner(target_entropy=10.0)  # Far above any entropy here: alpha must rise.
     step = tf.function(learner.train, jit_compile=True)

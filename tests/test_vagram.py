@@ -96,6 +96,31 @@ def test_the_cache_matches_recomputation_per_member_and_refreshes_with_the_versi
     assert cache.computations == 2
 
 
+def test_every_member_reads_the_extras_of_its_own_rows_in_training_and_validation():
+    """Members train on different rows; each must see the extras (value
+    gradients) of its own rows. Extras equal to the targets make any mismatch
+    an error (the published cache gave every member member 0's slice)."""
+    from saferl_tf.models.ensemble import GaussianEnsemble
+
+    rng = np.random.default_rng(4)
+    inputs = rng.uniform(-1, 1, (300, 2)).astype(np.float32)
+    targets = rng.normal(size=(300, 3)).astype(np.float32)
+
+    def checked(prediction, target, extras):
+        tf.debugging.assert_equal(extras, target, message="a member read other rows' extras")
+        return tf.reduce_mean(tf.square(prediction - target), axis=[1, 2])
+
+    def fit(extras):
+        ensemble = GaussianEnsemble(2, 3, members=3, hidden_units=8, hidden_layers=1,
+                                    probabilistic=False, holdout_ratio=0.2, batch_size=32,
+                                    max_epochs=2, jit=False, seed=0)  # fmt: skip
+        return ensemble.fit(inputs, targets, loss=checked, extras=extras)
+
+    assert fit(targets.copy()).epochs == 2
+    with pytest.raises(tf.errors.InvalidArgumentError, match="other rows"):
+        fit(targets[::-1].copy())  # The check bites on misaligned extras.
+
+
 def test_an_ensemble_fit_with_vagram_learns_what_the_values_see_and_not_the_rest():
     """Two state dimensions; the value functions depend on the first only
     (gradient [1, 0]). VaGraM fits the first and the reward, and leaves the

@@ -77,7 +77,7 @@ class MBPOAgent(Agent):
         critic_learning_rate: float = 3e-4
         alpha_learning_rate: float = 3e-4
         initial_alpha: float = 0.1
-        target_entropy: float = -1.0
+        target_entropy: float | None = -1.0  # None: minus the action size.
         sac_updates_per_step: int = 20
         collect_with_mean: bool = True  # The published code's real data: the mean action.
         # Model.
@@ -315,8 +315,10 @@ class MBPOAgent(Agent):
             "next_observation": observations[:, 1:].reshape(-1, self.observation_size)[alive],
             "terminated": rollout.terminated.numpy().reshape(-1)[alive],
         }
-        capacity = length * count * (config.epoch_length // config.model_train_every)
-        capacity *= config.model_retain_epochs
+        # model_retain_epochs epochs of rollouts, as mbrl-lib's MBPO, but never
+        # less than one fit's (a refit less often than once per epoch).
+        steps = max(config.epoch_length, config.model_train_every)
+        capacity = length * config.rollouts_per_step * steps * config.model_retain_epochs
         if self.model_buffer is None:
             merged = new
         else:
