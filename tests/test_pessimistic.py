@@ -256,6 +256,24 @@ def test_launcher_smoke_run_and_resume(python, subprocess_env, tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 400
 
 
+@pytest.mark.parametrize("agent", ["pessimistic", "cem"])
+def test_smoke_run_on_a_safety_gymnasium_task(python, subprocess_env, tmp_path, agent):
+    """The planners on sgym_SafetyPointGoal1-v0 (60 observation dimensions,
+    reward and cost learned) with the safety_gym preset, its schedule shortened."""
+    run_dir = tmp_path / agent
+    result = _train(python, subprocess_env, run_dir, f"--agent={agent}",
+                    "--env=sgym_SafetyPointGoal1-v0", "--config=debug,safety_gym",
+                    "--config.exploration_steps=50", "--config.refit_every=40",
+                    "--total_steps=130", "--checkpoint_every=130")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    fits = [row for row in rows if "model/validation_mse" in row]
+    assert [row["step"] for row in fits] == [50, 80, 120]  # After exploration, then every 40.
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["agent_config"]["cost_limit"] == 25.0
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 130
+
+
 def test_fused_reward_and_cost_rollouts_equal_separate_ones():
     agent, env = debug_agent()
     run_steps(agent, env, 60)
