@@ -135,10 +135,12 @@ def test_the_target_entropy_is_configured_or_minus_the_action_size():
 def test_the_lagrange_multiplier_and_temperature_survive_a_checkpoint(tmp_path):
     config = config_for(VaGraMAgent, safety=True, cost_limit=0.0)
     agent = VaGraMAgent(OBSERVATION, ACTION, config)
-    _run(agent, 260)
+    _run(agent, 160)
     penalty = agent.learner.penalty
+    for index, variable in enumerate(penalty.variables):  # Distinct values to find again.
+        variable.assign(tf.fill(variable.shape, 0.37 + index))
     state = {name: float(value) for name, value in penalty.metrics().items()}
-    assert state["multiplier"] > 0.0  # Costs above a limit of 0 raised it.
+    assert state["multiplier"] > 0.0
     log_alpha = float(agent.learner.log_alpha.numpy())
     agent.save(tmp_path)
     fresh = VaGraMAgent(OBSERVATION, ACTION, config)
@@ -146,6 +148,8 @@ def test_the_lagrange_multiplier_and_temperature_survive_a_checkpoint(tmp_path):
     assert fresh.restore(tmp_path)
     restored = {name: float(value) for name, value in fresh.learner.penalty.metrics().items()}
     assert restored == state
+    for saved, loaded in zip(penalty.variables, fresh.learner.penalty.variables, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
     assert float(fresh.learner.log_alpha.numpy()) == log_alpha
 
 
