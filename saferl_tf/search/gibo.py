@@ -59,7 +59,8 @@ class GIBOConfig:
     fit_when: str = "window_full"
     lengthscale: float | None = None  # Initial (or fixed); None: the prior's midpoint.
     lengthscale_bounds: tuple[float, float] = (0.01, 0.3)  # Uniform prior's support.
-    # "bounds": the two settings above (the published RL experiments' prior);
+    # "bounds": the two settings above (the published RL experiments' prior;
+    # the defaults are its Swimmer bounds, the Hopper preset has 0.01-0.5);
     # "paper_synthetic": the published synthetic experiment's, uniform on 0.7
     # to 1.3 times the GP-sample functions' lengthscale for D, from it (it
     # knows the range the test functions' lengthscales were drawn from);
