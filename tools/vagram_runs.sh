@@ -7,23 +7,27 @@
 # model refitted every 1,000 steps instead of 250 (a fit of the 7-member
 # ensemble, at most 400 gradient steps in the preset, costs about 25 s on a
 # core; see the README),
-# graph mode (--nojit, faster than XLA on a CPU here), 50k steps, evaluating 5
-# episodes every 5k steps. One run at a time, seed 0 of every pair first.
+# graph mode (--nojit, faster than XLA on a CPU here), 50k steps (the safety
+# runs 40k, SAFETY_STEPS: a 50k SAC-Lagrangian run did not fit in a 3-hour
+# session beside the tests), evaluating 5 episodes every 5k steps. One run at
+# a time, seed 0 of every pair first.
 # Resumable: run the same command again; finished runs are skipped.
 # AGENTS filters the agents (vagram, mbpo, sac), so two streams can split a pair.
 # Usage: [SEEDS="0 1 2"] [SETTINGS="distraction small_model safety"] [AGENTS="vagram mbpo sac"]
-#        [STEPS=50000] tools/vagram_runs.sh [OUTPUT_DIR]      (default runs/hopper)
+#        [STEPS=50000] [SAFETY_STEPS=40000] tools/vagram_runs.sh [OUTPUT_DIR]
+#        (default OUTPUT_DIR runs/hopper)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/hopper}
-steps=${STEPS:-50000}
 python=${PYTHON:-.venv/bin/python}
 for seed in ${SEEDS:-0 1 2}; do
   for setting in ${SETTINGS:-distraction small_model safety}; do
     distractors=0 env=gym_Hopper-v4 agents="vagram mbpo" config="$setting,cpu" safety=""
+    steps=${STEPS:-50000}
     [ "$setting" = distraction ] && distractors=5
     if [ "$setting" = safety ]; then
       env=sgym_SafetyHopperVelocity-v1 agents="vagram sac" config=cpu safety=--safety
+      steps=${SAFETY_STEPS:-40000}
     fi
     for agent in $agents; do
       case " ${AGENTS:-vagram mbpo sac} " in *" $agent "*) ;; *) continue ;; esac
