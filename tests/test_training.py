@@ -238,3 +238,32 @@ def test_the_cost_rate_at_the_end_counts_the_unfinished_episode(tmp_path):
     rows = [r for r in read_metrics(tmp_path / "run") if "train/cost_rate" in r]
     # Costs at t = 3, 6, 9 of the finished episode and t = 3 of the running one.
     assert (rows[-1]["step"], rows[-1]["train/cost_rate"]) == (15, pytest.approx(4 / 15))
+
+
+def test_episode_steps_read_the_tasks_time_limits():
+    from saferl_tf import envs
+
+    assert envs.episode_steps("saferl_ConstrainedPendulum-v0") == 200
+    assert envs.episode_steps("gym_Hopper-v4") == 1000
+    assert envs.episode_steps("sgym_SafetyPointGoal1-v0") == 1000
+    assert envs.episode_steps("sgym_SafetyPointGoal1-v0", episode_length=300) == 300
+
+
+def test_a_cost_limit_over_another_length_than_the_episodes_is_warned_about():
+    from saferl_tf.agents import agent_class
+    from saferl_tf.training.experiment import cost_limit_warning
+
+    config = agent_class("pessimistic").Config
+    # The pessimistic agent's cost limit is per 200 steps (the pendulum's episodes).
+    warning = cost_limit_warning(config(safety=True, cost_limit=25.0), "sgym_SafetyPointGoal1-v0")
+    assert "per episode_length=200 steps" in warning and "last 1000: 125 per episode" in warning
+    assert "--config.episode_length=1000" in warning
+    # --episode_length=200 makes the episodes as long as the limit's steps.
+    assert cost_limit_warning(config(safety=True, cost_limit=25.0), "sgym_SafetyPointGoal1-v0",
+                              episode_length=200) is None  # fmt: skip
+    for quiet in (config(safety=True, cost_limit=25.0, episode_length=1000),
+                  config(safety=False, cost_limit=25.0),
+                  config(safety=True, cost_limit=0.0)):  # fmt: skip
+        assert cost_limit_warning(quiet, "sgym_SafetyPointGoal1-v0") is None
+    assert cost_limit_warning(config(safety=True, cost_limit=5.0),
+                              "saferl_ConstrainedPendulum-v0") is None  # fmt: skip

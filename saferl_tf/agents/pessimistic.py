@@ -6,7 +6,8 @@ steps, then a fitted ``DynamicsEnsemble`` and a compiled planner that, at
 every control step, optimizes an action sequence from the current
 observation and applies its first action (model-predictive control, warm
 started by the shifted previous plan). The ensemble is refitted between
-episodes (and once when exploration ends). Reward and cost are the
+episodes, once when exploration ends, and every ``refit_every`` agent steps
+when that is set. Reward and cost are the
 environment's known functions where it has them (``envs.task_functions``;
 the method's assumption) and are learned by the ensemble otherwise.
 
@@ -20,7 +21,9 @@ H · action_repeat / episode_length):
 - ``pessimistic_fixed``: costs along the trajectory pushed by a fixed
   η = ``fixed_eta`` (s̃ₜ₊₁ = μ + α σ_epistemic η), rewards on the mean model.
 - ``pessimistic``: costs along the worst trajectory over η ∈ [−1, 1]^O
-  found by min-max CEM (``planning.minmax``), rewards on the mean model.
+  found by min-max CEM (``planning.minmax``), rewards on the mean model (or,
+  with ``reward_particles`` > 0, averaged over that many sampled trajectories,
+  as for the other variants but ``optimistic_pessimistic``).
 - ``optimistic_pessimistic``: as ``pessimistic``, but the rewards follow an
   optimistic trajectory whose η the planner chooses together with the actions.
 
@@ -93,7 +96,10 @@ class PlanningAgent(Agent):
         # shifted; the last step repeated.
         warm_start: str = "mean"
         fixed_eta: float = 1.0  # η of every dimension for pessimistic_fixed.
-        # Size of the epistemic push over episodes k = 1, 2, ...:
+        # Size of the epistemic push over episodes k = 1, 2, ... (counted from
+        # the first, exploration's included; SafeExploration explores apart and
+        # counts planned episodes. With exploration shorter than an episode, as
+        # the pendulum's 100 steps, the first planned steps get α(1) in both):
         # alpha_start + (alpha_end - alpha_start) · sigmoid((k - midpoint) / width).
         alpha_start: float = 1.0
         alpha_end: float = 3.0
@@ -123,7 +129,9 @@ class PlanningAgent(Agent):
         known_task: bool = True  # Use the environment's reward/cost functions if it has them.
         # Schedule.
         exploration_steps: int = 100
-        refit_every: int = 0  # Also refit every N environment steps (0: between episodes only).
+        refit_every: int = (
+            0  # Also refit every N agent steps (env steps / action_repeat; 0: never).
+        )
         replay_capacity: int = 1_000_000
 
     @property
@@ -174,7 +182,10 @@ class PlanningAgent(Agent):
         )
         self.ensemble = self.dynamics.ensemble  # Tracked by the checkpoint.
         cost_range = None
-        if "cost" in learn:  # The range of the costs seen; learned costs are clipped to it.
+        if "cost" in learn:
+            # Learned costs are clipped to [min(0, seen), max(1, seen)]: at least
+            # the 0/1 range of an indicator cost (safety-gymnasium's), so that
+            # the push by the cost's own spread acts before any cost is seen.
             self.cost_range = cost_range = tf.Variable([0.0, 1.0], trainable=False)
         bounds = None
         low, high = observation_space.low.reshape(-1), observation_space.high.reshape(-1)
@@ -347,7 +358,7 @@ class PlanningAgent(Agent):
         )
         if hasattr(self, "cost_range"):
             costs = data["cost"]
-            self.cost_range.assign([min(0.0, float(costs.min())), max(float(costs.max()), 1e-6)])
+            self.cost_range.assign([min(0.0, float(costs.min())), max(float(costs.max()), 1.0)])
         self.model_fits.assign_add(1)
         metrics = report.metrics()
         metrics["model/transitions"] = float(len(actions))

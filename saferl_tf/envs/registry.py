@@ -137,6 +137,30 @@ def default_total_steps(env_id: str) -> int:
     return DEFAULT_TOTAL_STEPS if budget is None else budget
 
 
+def episode_steps(env_id: str, episode_length: int | None = None) -> int | None:
+    """The environment steps of one episode of ``env_id`` (its time limit):
+    ``episode_length`` when given (``--episode_length``), else the task's own
+    limit; None for a task without one. Reads registries only; makes nothing."""
+    if episode_length:
+        return episode_length
+    spec = parse_env_id(env_id)
+    try:
+        if spec.family == "saferl":
+            return own_env(spec.name).max_episode_steps
+        if spec.family == "gym":
+            import gymnasium
+
+            return gymnasium.spec(spec.name).max_episode_steps
+        from saferl_tf.envs.safety_gym import import_safety_gymnasium
+
+        import_safety_gymnasium()
+        from safety_gymnasium.utils import registration
+
+        return registration.spec(spec.name).max_episode_steps
+    except Exception:  # An unknown or unregistered id: make() reports it properly.
+        return None
+
+
 def safexp_to_safety_gymnasium(name: str) -> str:
     """'Safexp-PointGoal2-v0' -> 'SafetyPointGoal2-v0'; other names unchanged."""
     match = _SAFEXP.match(name)

@@ -83,6 +83,24 @@ def complete_schedule(settings: RunSettings) -> RunSettings:
     return dataclasses.replace(settings, total_steps=total_steps, checkpoint_every=checkpoint_every)
 
 
+def cost_limit_warning(config, env_id: str, episode_length: int | None = None) -> str | None:
+    """A warning when ``cost_limit`` acts but refers to another number of
+    environment steps (``config.episode_length``) than the task's episodes
+    last, so that it is not the per-episode budget a user may think it is;
+    None otherwise."""
+    steps = getattr(config, "episode_length", None)
+    if not getattr(config, "safety", False) or not steps or not config.cost_limit:
+        return None
+    episode = envs_lib.episode_steps(env_id, episode_length)
+    if not episode or episode == steps:
+        return None
+    return (
+        f"cost_limit {config.cost_limit:g} is the budget per episode_length={steps} steps, "
+        f"but episodes of {env_id} last {episode}: {config.cost_limit * episode / steps:g} per "
+        f"episode. Pass --config.episode_length={episode} for a budget per episode."
+    )
+
+
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
@@ -307,6 +325,9 @@ def _train_locked(settings, cls, config, run_dir: Path, record: dict, checkpoint
         file=sys.stderr,
         flush=True,
     )
+    warning = cost_limit_warning(config, settings.env, settings.episode_length)
+    if warning:
+        print(f"saferl_tf: warning: {warning}", file=sys.stderr, flush=True)
     if not tf.config.list_physical_devices("GPU"):
         hint = cls.cpu_hint(config)
         if hint:
