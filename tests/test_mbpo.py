@@ -94,6 +94,13 @@ def test_vagram_fits_use_the_critics_value_gradients_and_the_mse_warmup_ends():
     assert steps.train.experimental_get_tracing_count() == 1
 
 
+def test_add_mse_keeps_the_mse_in_every_vagram_fit():
+    config = config_for(VaGraMAgent, mse_warmup_fits=1, add_mse=True)
+    agent = VaGraMAgent(OBSERVATION, ACTION, config)
+    _run(agent, 210)
+    assert int(agent.model_fits.numpy()) >= 3 and float(agent.vagram_loss.mse_weight.numpy()) == 1
+
+
 @pytest.mark.parametrize("cls", [MBPOAgent, VaGraMAgent])
 def test_model_max_steps_bounds_every_fit(cls):
     # debug: batches of 64, at most 5 epochs; after 250 steps a fit has 200
@@ -116,6 +123,8 @@ def test_bad_settings_are_one_line_errors():
         MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent, model_loss="l1"))
     with pytest.raises(ConfigError, match="model_max_steps must be >= 0"):
         MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent, model_max_steps=-1))
+    with pytest.raises(ConfigError, match="model_retain_epochs must be >= 1, got 0"):
+        MBPOAgent(OBSERVATION, ACTION, config_for(MBPOAgent, model_retain_epochs=0))
 
 
 def _train(python, env, run_dir, agent, *args):
@@ -173,8 +182,8 @@ def test_the_value_gradients_are_recomputed_when_the_critics_change_and_only_the
 
 def test_the_model_buffer_keeps_one_fit_of_rollouts_when_fits_are_rarer_than_epochs():
     """With a refit every 150 steps and epochs of 100, the buffer holds one
-    fit's rollouts (mbrl-lib's capacity for a retained epoch was 0 here, and
-    the buffer grew without bound)."""
+    fit's rollouts, as mbrl-lib's capacity (an earlier version here computed
+    0 for it, and the buffer grew without bound)."""
     config = config_for(MBPOAgent, model_train_every=150)
     agent = MBPOAgent(OBSERVATION, ACTION, config)
     _run(agent, 100 + 3 * 150 + 1)

@@ -35,7 +35,8 @@ BOTH_COSTS = {
 TERMINATING = {"Hopper", "Walker2d", "Ant", "Humanoid"}
 
 
-def _transitions(name: str, episodes: int = 4, steps: int = 60, seed: int = 0):
+def _transitions(name: str, episodes: int = 4, steps: int = 60, seed: int = 0,
+                 distraction_dimensions: int = 0):  # fmt: skip
     """Real transitions of ``sgym_<name>`` with the task observation.
 
     Episode 0 starts at rest and applies no torque (slow: cost 0 even for the Swimmer-v0's low
@@ -43,7 +44,8 @@ def _transitions(name: str, episodes: int = 4, steps: int = 60, seed: int = 0):
     rarely tip over) episode 2 starts lifted above its healthy height, so it
     terminates.
     """
-    env = envs.make(f"sgym_{name}", task_observation=True, seed=seed)
+    env = envs.make(f"sgym_{name}", task_observation=True, seed=seed,
+                    distraction_dimensions=distraction_dimensions)  # fmt: skip
     inner = env.unwrapped
     robot = velocity.robot(name)
     rows = {key: [] for key in ("observation", "action", "next_observation", "cost", "terminated")}
@@ -146,6 +148,21 @@ def test_registered_cost_and_terminal_equal_the_environment(name):
         assert 0 < data["terminated"].sum() < len(data["terminated"]), "episodes must terminate"
     else:
         assert functions.terminal is None and not data["terminated"].any()
+
+
+def test_task_functions_hold_with_distractors():
+    """Distractors go before the task observation's velocity entry, which the
+    cost reads from the end; after it, the cost would read a distractor."""
+    name = "SafetyHopperVelocity-v1"
+    functions = envs.task_functions(f"sgym_{name}")
+    data = _transitions(name, distraction_dimensions=3)
+    plain = envs.make(f"sgym_{name}", task_observation=True)
+    assert data["observation"].shape[1] == plain.observation_space.shape[0] + 3
+    args = (data["observation"], data["action"], data["next_observation"])
+    np.testing.assert_array_equal(functions.cost(*args).numpy(), data["cost"])
+    assert 0 < data["cost"].sum() < len(data["cost"])
+    np.testing.assert_array_equal(functions.terminal(*args).numpy(),
+                                  data["terminated"].astype(np.float32))  # fmt: skip
 
 
 def test_float32_entry_keeps_the_side_of_the_threshold():

@@ -16,7 +16,8 @@ Schedules are [min epoch, max epoch, min value, max value] over epochs of
 ``epoch_length`` steps, linear in between (MBPO's). ``model_loss``: "mle" (a
 probabilistic ensemble, Gaussian likelihood), "mse" (deterministic, squared
 error), "vagram" (deterministic, bounded VaGraM; the MSE is added for the first
-``mse_warmup_fits`` fits, as the published code) or "vagram_unbounded". The
+``mse_warmup_fits`` fits, as the published code, or always with ``add_mse``)
+or "vagram_unbounded". The
 VaGraM gradients come from the SAC learner's two critics and two targets at
 the time of each fit (``saferl_tf.models.vagram``).
 
@@ -94,6 +95,7 @@ class MBPOAgent(Agent):
         # Gradient steps per fit at most (0: no limit); bounds a fit's cost as the data grow.
         model_max_steps: int = 0
         mse_warmup_fits: int = 4
+        add_mse: bool = False  # VaGraM with the MSE added in every fit, not the warm-up only.
         model_train_every: int = 250
         # Rollouts and the data mix; schedules over epochs of epoch_length steps.
         epoch_length: int = 1000
@@ -126,6 +128,8 @@ class MBPOAgent(Agent):
         if config.model_max_steps < 0:
             raise ConfigError(f"model_max_steps must be >= 0 (0: no limit), "
                               f"got {config.model_max_steps}")  # fmt: skip
+        if config.model_retain_epochs < 1:
+            raise ConfigError(f"model_retain_epochs must be >= 1, got {config.model_retain_epochs}")
         if config.use_model and config.action_repeat != 1:
             raise ConfigError("the model describes one environment step: use --action_repeat=1")
         self.observation_size = int(observation_space.shape[0])
@@ -282,7 +286,7 @@ class MBPOAgent(Agent):
             version = (int(self.learner.updates.numpy()), self.real.added)
             gradients = self.gradient_cache.get(version, data["next_observation"],
                                                 self._value_functions())  # fmt: skip
-            warm = int(self.model_fits.numpy()) < config.mse_warmup_fits
+            warm = config.add_mse or int(self.model_fits.numpy()) < config.mse_warmup_fits
             self.vagram_loss.mse_weight.assign(1.0 if warm else 0.0)
             extras = {"loss": self.vagram_loss, "extras": gradients}
         max_steps = config.model_max_steps or None
@@ -315,8 +319,8 @@ class MBPOAgent(Agent):
             "next_observation": observations[:, 1:].reshape(-1, self.observation_size)[alive],
             "terminated": rollout.terminated.numpy().reshape(-1)[alive],
         }
-        # model_retain_epochs epochs of rollouts, as mbrl-lib's MBPO, but never
-        # less than one fit's (a refit less often than once per epoch).
+        # model_retain_epochs epochs of rollouts, as mbrl-lib's MBPO; with refits
+        # rarer than epochs, one fit's (its ceil(epoch / refit interval) = 1).
         steps = max(config.epoch_length, config.model_train_every)
         capacity = length * config.rollouts_per_step * steps * config.model_retain_epochs
         if self.model_buffer is None:

@@ -90,15 +90,17 @@ def make(
         if length:
             inner = wrappers.time_limit(inner, length)
         env = wrappers.GymnasiumEnv(inner, returns_cost=False)
-    if task_observation:
-        functions = registry.task_functions(env_id)
-        if functions is not None and functions.observation_wrapper is not None:
-            env = functions.observation_wrapper(env)
     if distraction_dimensions:
         from saferl_tf.envs.distraction import Distraction
 
         env = Distraction(env, distraction_dimensions, parameter_seed=distraction_seed,
                           state_seed=seed)  # fmt: skip
+    # The task observation's entries come last, after any distractors: the
+    # task functions read them from the end (a velocity task's cost, [..., -1]).
+    if task_observation:
+        functions = registry.task_functions(env_id)
+        if functions is not None and functions.observation_wrapper is not None:
+            env = functions.observation_wrapper(env)
     if pixels:
         env = wrappers.PixelObservation(env, PIXEL_SIZE)
     if normalize_actions and wrappers.NormalizeActions.needed(env.action_space):
