@@ -359,8 +359,8 @@ def test_the_fused_minmax_objective_plans_as_separate_rollouts(particles):
         """The path before the speedups: every (plan, η) pair its own row of
         ``rollout`` (no shared first step, every step's outputs kept)."""
         count, opponents = sequences.shape[1], eta.shape[1]
-        _, costs = agent.trajectories.rollout(start, tf.repeat(sequences, opponents, axis=1),
-                                              tf.tile(eta, [1, count, 1, 1]), agent.alpha)  # fmt: skip
+        pairs = tf.repeat(sequences, opponents, axis=1), tf.tile(eta, [1, count, 1, 1])
+        _, costs = agent.trajectories.rollout(start, *pairs, agent.alpha)
         costs = tf.reshape(tf.reduce_sum(costs, -1), [-1, count, opponents])
         rewards, _ = agent.trajectories.rollout(start, sequences)
         return agent.barrier_of_sums(costs) - tf.reduce_mean(rewards, -1)[..., None]
