@@ -175,7 +175,7 @@ def test_the_value_gradients_are_recomputed_when_the_critics_change_and_only_the
     agent._fit_model()  # One SAC update later: recomputed, from the new critics.
     assert agent.gradient_cache.computations == computed + 1
     data = agent.real.fields()["next_observation"]
-    expected = value_gradients(agent._value_functions(), data).numpy()
+    expected = value_gradients(agent.learner.value_functions(), data).numpy()
     np.testing.assert_allclose(agent.gradient_cache._gradients, expected, rtol=1e-4, atol=1e-6)
     assert not np.allclose(first, expected)
 

@@ -1,14 +1,17 @@
 """SAC update throughput and VaGraM model-loss step time, XLA against graph mode.
 
     .venv/bin/python tools/bench_sac.py [--hidden_units=1024] [--observation_size=16]
-        [--repeats=30] [--model_units=200] [--model_layers=4]
+        [--repeats=30] [--model_units=200] [--model_layers=4] [--gradient_rows=50000]
 
 In one process, side by side: (1) SAC updates per second (``SACLearner.train``,
 batch 256, twin critics and a cost critic with ``--safety``) compiled with XLA
 and in graph mode; (2) one model training step of a 7-member deterministic
 ensemble (batch 1024 per member) with the squared error and with the bounded
-VaGraM loss, each with XLA and in graph mode. Medians of ``--repeats`` timed
-calls after one warm-up call (which compiles). Record the output in
+VaGraM loss, each with XLA and in graph mode; (3) what VaGraM adds once per
+fit: the value gradients of ``--gradient_rows`` next states through the 4
+value functions (``ValueGradientCache``, as the agent computes them). Medians
+of ``--repeats`` timed calls after one warm-up call (which compiles; 3 calls
+for (3)). Record the output in
 docs/BENCHMARKS.md with the command.
 """
 
@@ -21,7 +24,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from saferl_tf.models.ensemble import GaussianEnsemble
-from saferl_tf.models.vagram import vagram_member_loss
+from saferl_tf.models.vagram import ValueGradientCache, vagram_member_loss
 from saferl_tf.rl.lagrangian import make_penalty
 from saferl_tf.rl.sac import SACLearner
 
@@ -33,6 +36,7 @@ flags.DEFINE_integer("repeats", 30, "Timed calls per row.")
 flags.DEFINE_integer("model_units", 200, "Model width.")
 flags.DEFINE_integer("model_layers", 4, "Model hidden layers.")
 flags.DEFINE_bool("safety", False, "Add the cost critic and the penalty.")
+flags.DEFINE_integer("gradient_rows", 50_000, "Next states whose value gradients a fit needs.")
 
 
 def _median_seconds(function, repeats: int) -> float:
@@ -96,6 +100,17 @@ def bench_model() -> dict:
     return results
 
 
+def bench_value_gradients() -> float:
+    """Seconds to compute the value gradients of ``--gradient_rows`` states
+    afresh (a new version each call, as after the critics change)."""
+    rng = np.random.default_rng(2)
+    learner = SACLearner(FLAGS.observation_size, FLAGS.action_size,
+                         hidden_units=FLAGS.hidden_units)  # fmt: skip
+    states = rng.normal(size=(FLAGS.gradient_rows, FLAGS.observation_size)).astype(np.float32)
+    cache, versions = ValueGradientCache(), iter(range(1_000_000))
+    return _median_seconds(lambda: cache.get(next(versions), states, learner.value_functions()), 3)
+
+
 def main(argv) -> None:
     del argv
     sac = bench_sac()
@@ -115,6 +130,11 @@ def main(argv) -> None:
     print("| loss, mode | s per step |\n| --- | ---: |")
     for name, seconds in model.items():
         print(f"| {name} | {seconds:.4f} |")
+    seconds = bench_value_gradients()
+    print(
+        f"\nValue gradients of {FLAGS.gradient_rows:,} next states (4 value functions, "
+        f"SAC {FLAGS.hidden_units} x 2), once per VaGraM fit: {seconds:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -263,19 +263,6 @@ class MBPOAgent(Agent):
         # not one per environment step.
         return metrics if after % config.model_train_every == 0 else {}
 
-    def _value_functions(self):
-        learner = self.learner
-
-        def value(critic):
-            def function(next_observation):
-                action = tf.stop_gradient(learner.mean_action(next_observation))
-                return learner._q(critic, next_observation, action)
-
-            return function
-
-        return [value(c) for c in (learner.critic_1, learner.critic_2, learner.target_critic_1,
-                                   learner.target_critic_2)]  # fmt: skip
-
     def _fit_model(self) -> dict:
         config = self.config
         data = self.real.fields()
@@ -285,7 +272,7 @@ class MBPOAgent(Agent):
         if config.model_loss.startswith("vagram"):
             version = (int(self.learner.updates.numpy()), self.real.added)
             gradients = self.gradient_cache.get(version, data["next_observation"],
-                                                self._value_functions())  # fmt: skip
+                                                self.learner.value_functions())  # fmt: skip
             warm = config.add_mse or int(self.model_fits.numpy()) < config.mse_warmup_fits
             self.vagram_loss.mse_weight.assign(1.0 if warm else 0.0)
             extras = {"loss": self.vagram_loss, "extras": gradients}

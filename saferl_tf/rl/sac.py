@@ -180,6 +180,22 @@ class SACLearner(tf.Module):
     def _q(critic, observation, action):
         return tf.squeeze(tf.cast(critic(tf.concat([observation, action], -1)), tf.float32), -1)
 
+    def value_functions(self) -> list:
+        """V_i(s') = Q_i(s', mean action of π(s')) for the two critics and their
+        targets, each [N, d] -> [N]: the value functions whose input gradients
+        weight VaGraM's model loss (the action held fixed: a state's gradient
+        is the critic's own)."""
+
+        def value(critic):
+            def function(next_observation):
+                action = tf.stop_gradient(self.mean_action(next_observation))
+                return self._q(critic, next_observation, action)
+
+            return function
+
+        critics = (self.critic_1, self.critic_2, self.target_critic_1, self.target_critic_2)
+        return [value(critic) for critic in critics]
+
     # --- One update ----------------------------------------------------------
 
     def targets(self, batch, seed):
