@@ -12,6 +12,13 @@ outputs plus log-variances) measures, interleaved over ``--repeats`` rounds
    "random")`` compiled, against ``GaussianMLP.sample_1d`` with
    ``propagation_method="random_model"`` under ``torch.no_grad()``.
 
+and, as the ceiling both are held against, 3. a bare batched matrix product
+at the hidden layers' shape ([5, ``--particles`` / 5, 200] x [5, 200, 200],
+``tf.linalg.matmul`` under XLA and ``torch.bmm``). The train step and the
+propagation are reported also as arithmetic rates (GFLOP/s from the layers'
+multiply-adds: a forward pass per sample, three for a train step's forward and
+backward), so that each side's distance from that ceiling shows.
+
 Both get the same number of threads (``--threads``). PyTorch and mbrl-lib are
 never dependencies of the package: they run in a separate interpreter
 (``--torch_python``), for example a scratch virtual environment::
@@ -61,8 +68,15 @@ for _ in range(3):  # Warm-up.
     model.update(x, optimizer, target=y)
     with torch.no_grad():
         model.sample_1d(states, state, deterministic=False, rng=generator)
+left = torch.randn(members, particles // members, units)
+right = torch.randn(members, units, units)
 for line in sys.stdin:
-    if line.strip() == "train":
+    if line.strip() == "matmul":
+        started = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(steps):
+                product = torch.bmm(left, right)
+    elif line.strip() == "train":
         started = time.perf_counter()
         for _ in range(steps):
             model.update(x, optimizer, target=y)
@@ -95,9 +109,13 @@ def tensorflow_timers():
     states = tf.constant(rng.normal(size=(FLAGS.particles, INPUTS)).astype(np.float32))
     propagate = tf.function(lambda s, seed: ensemble.propagate(s, "random", seed, True),
                             jit_compile=True)  # fmt: skip
+    left = tf.constant(rng.normal(size=(MEMBERS, FLAGS.particles // MEMBERS, UNITS)), tf.float32)
+    right = tf.constant(rng.normal(size=(MEMBERS, UNITS, UNITS)), tf.float32)
+    product = tf.function(tf.linalg.matmul, jit_compile=True)
     for _ in range(3):  # Warm-up and compilation.
         ensemble._train_step(batch_x, batch_y).numpy()
         propagate(states, tf.constant([0, 0])).numpy()
+        product(left, right).numpy()
 
     def train() -> float:
         started = time.perf_counter()
@@ -113,7 +131,21 @@ def tensorflow_timers():
         out.numpy()
         return time.perf_counter() - started
 
-    return train, propagation
+    def matmul() -> float:
+        started = time.perf_counter()
+        for _ in range(FLAGS.steps):
+            out = product(left, right)
+        out.numpy()
+        return time.perf_counter() - started
+
+    return train, propagation, matmul
+
+
+def forward_flops() -> int:
+    """Multiply-adds x 2 of one member's forward pass for one sample (the
+    mean and log-variance heads together)."""
+    widths = [INPUTS] + [UNITS] * LAYERS + [2 * OUTPUTS]
+    return 2 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
 
 
 def main(argv):
@@ -132,13 +164,17 @@ def main(argv):
         worker.stdin.flush()
         return json.loads(worker.stdout.readline())
 
-    train, propagation = tensorflow_timers()
-    times = {key: [] for key in ("tf train", "torch train", "tf propagate", "torch propagate")}
+    train, propagation, matmul = tensorflow_timers()
+    keys = ("tf train", "torch train", "tf propagate", "torch propagate", "tf matmul",
+            "torch matmul")  # fmt: skip
+    times = {key: [] for key in keys}
     for round_ in range(FLAGS.repeats):
         times["tf train"].append(train())
         times["torch train"].append(torch_time("train"))
         times["tf propagate"].append(propagation())
         times["torch propagate"].append(torch_time("propagate"))
+        times["tf matmul"].append(matmul())
+        times["torch matmul"].append(torch_time("matmul"))
         print(f"round {round_ + 1}/{FLAGS.repeats} done", file=sys.stderr, flush=True)
     worker.stdin.close()
     worker.wait()
@@ -147,6 +183,11 @@ def main(argv):
                   for k, v in times.items() if "train" in k}  # fmt: skip
     prop_rate = {k: FLAGS.particles * steps / statistics.median(v)
                  for k, v in times.items() if "propagate" in k}  # fmt: skip
+    rows = MEMBERS * (FLAGS.particles // MEMBERS)
+    matmul_rate = {k: 2 * rows * UNITS * UNITS * steps / statistics.median(v) / 1e9
+                   for k, v in times.items() if "matmul" in k}  # fmt: skip
+    gflops = {k: v * 3 * forward_flops() / 1e9 for k, v in train_rate.items()}
+    gflops |= {k: v * forward_flops() / 1e9 for k, v in prop_rate.items()}
     print(
         f"\n{MEMBERS} members, {LAYERS} x {UNITS} SiLU, {INPUTS} -> {OUTPUTS} (+ log-variances), "
         f"{FLAGS.threads} threads, medians of {FLAGS.repeats} rounds of {steps} calls"
@@ -163,6 +204,20 @@ def main(argv):
         f"{prop_rate['tf propagate']:,.0f} | {prop_rate['torch propagate']:,.0f} | "
         f"{prop_rate['tf propagate'] / prop_rate['torch propagate']:.2f}x |"
     )
+    print(
+        f"| bare matmul [{MEMBERS}, {rows // MEMBERS}, {UNITS}] x [{MEMBERS}, {UNITS}, {UNITS}], "
+        f"GFLOP/s | {matmul_rate['tf matmul']:.1f} | {matmul_rate['torch matmul']:.1f} | "
+        f"{matmul_rate['tf matmul'] / matmul_rate['torch matmul']:.2f}x |"
+    )
+    print("\nArithmetic rate, GFLOP/s (share of the same side's bare matmul):\n")
+    print("| | saferl_tf (XLA) | mbrl-lib 0.2.0 (PyTorch) |")
+    print("| --- | ---: | ---: |")
+    for what in ("train", "propagate"):
+        cells = [f"{gflops[f'{side} {what}']:.1f} "
+                 f"({gflops[f'{side} {what}'] / matmul_rate[f'{side} matmul']:.0%})"
+                 for side in ("tf", "torch")]  # fmt: skip
+        label = "train step (3 forward passes per sample)" if what == "train" else "propagation"
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
