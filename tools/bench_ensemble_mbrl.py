@@ -10,14 +10,15 @@ outputs plus log-variances) measures, interleaved over ``--repeats`` rounds
 2. TS-1 propagation of ``--particles`` particles (a random member per
    particle, its mean plus its noise): ``GaussianEnsemble.propagate(mode=
    "random")`` compiled, against ``GaussianMLP.sample_1d`` with
-   ``propagation_method="random_model"`` under ``torch.no_grad()``.
+   ``propagation_method="random_model"`` under ``torch.no_grad()``;
+3. as the ceiling both are held against, a bare batched matrix product
+   at the hidden layers' shape ([5, ``--particles`` / 5, 200] x [5, 200, 200],
+   ``tf.linalg.matmul`` under XLA and ``torch.bmm``).
 
-and, as the ceiling both are held against, 3. a bare batched matrix product
-at the hidden layers' shape ([5, ``--particles`` / 5, 200] x [5, 200, 200],
-``tf.linalg.matmul`` under XLA and ``torch.bmm``). The train step and the
-propagation are reported also as arithmetic rates (GFLOP/s from the layers'
-multiply-adds: a forward pass per sample, three for a train step's forward and
-backward), so that each side's distance from that ceiling shows.
+The train step and the propagation are also reported as arithmetic rates
+(GFLOP/s from the layers' multiply-adds: a forward pass per sample, three for
+a train step's forward and backward), so that each side's distance from that
+ceiling shows.
 
 Both get the same number of threads (``--threads``). PyTorch and mbrl-lib are
 never dependencies of the package: they run in a separate interpreter
