@@ -292,7 +292,8 @@ def _tree(root: Path) -> dict[str, int]:
 def test_ray_and_local_executors_make_the_same_results_tree(ray_cluster, python, tmp_path):
     address, env = ray_cluster
     envs = "saferl_TestCounting-v0,saferl_TestCountingLong-v0"
-    base = [python, SWEEP, "--agents=random", f"--envs={envs}", "--seeds=0-1",
+    # One seed per task: two runs per sweep cover the tree's task level and keep the test short.
+    base = [python, SWEEP, "--agents=random", f"--envs={envs}", "--seeds=0",
             "--total_steps=300", "--checkpoint_every=100", "--eval_every=150",
             f"--imports={FAKES}"]  # fmt: skip
     ray = ["--executor=ray", f"--address={address}"]
@@ -302,7 +303,7 @@ def test_ray_and_local_executors_make_the_same_results_tree(ray_cluster, python,
     _run([*base, f"--results_dir={tmp_path / 'copied'}", *ray, f"--storage={tmp_path / 'shared'}"],
          env)  # fmt: skip
     local = _tree(tmp_path / "local")
-    assert len([name for name in local if name.endswith("summary.json")]) == 4
+    assert len([name for name in local if name.endswith("summary.json")]) == 2
     assert _tree(tmp_path / "ray") == local
     assert _tree(tmp_path / "shared") == local
     assert _tree(tmp_path / "copied") == local
