@@ -141,6 +141,15 @@ def test_the_target_entropy_is_configured_or_minus_the_action_size():
     assert MBPOAgent(OBSERVATION, ACTION, config).learner.target_entropy == -2.0
 
 
+def test_the_cost_limit_is_a_per_episode_budget_as_a_discounted_cost_value():
+    # 25 per 1,000 steps is 0.025 per step, 2.5 as a cost value at 0.99 (and 0.25 at 0.9).
+    for discount, expected in ((0.99, 2.5), (0.9, 0.25)):
+        config = config_for(SACAgent, safety=True, cost_limit=25.0, episode_length=1000,
+                            cost_discount=discount)  # fmt: skip
+        learner = SACAgent(OBSERVATION, ACTION, config).learner
+        assert learner.discounted_cost_limit == pytest.approx(expected, rel=1e-12)
+
+
 def test_the_lagrange_multiplier_and_temperature_survive_a_checkpoint(tmp_path):
     config = config_for(VaGraMAgent, safety=True, cost_limit=0.0)
     agent = VaGraMAgent(OBSERVATION, ACTION, config)

@@ -51,7 +51,7 @@ from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble
 from saferl_tf.models.model_env import ModelEnv
 from saferl_tf.models.vagram import ValueGradientCache, vagram_member_loss
-from saferl_tf.rl.lagrangian import penalty_from_config
+from saferl_tf.rl.lagrangian import discounted_cost_limit, penalty_from_config
 from saferl_tf.rl.sac import SACLearner
 from saferl_tf.rl.schedules import linear_schedule, schedule_length
 from saferl_tf.training.timing import PhaseTimer
@@ -137,7 +137,12 @@ class MBPOAgent(Agent):
         penalty = None
         if config.safety:
             penalty = self.make_penalty(config)
-        discounted_limit = config.cost_limit / config.episode_length / (1.0 - config.cost_discount)
+        discounted_limit = discounted_cost_limit(
+            config.cost_limit,
+            config.episode_length,
+            action_repeat=1,
+            cost_discount=config.cost_discount,
+        )
         self.learner = SACLearner(
             self.observation_size, self.action_size, hidden_units=config.hidden_units,
             hidden_layers=config.hidden_layers, normalize_features=config.normalize_features,

@@ -67,6 +67,15 @@ import tensorflow as tf
 from saferl_tf.errors import ConfigError, did_you_mean
 
 
+def discounted_cost_limit(cost_limit: float, episode_length: int, action_repeat: int,
+                          cost_discount: float) -> float:  # fmt: skip
+    """A per-episode budget as a cost value: the discounted sum of spending
+    ``cost_limit`` per ``episode_length`` environment steps evenly forever, each
+    agent step summing its ``action_repeat`` environment steps."""
+    per_agent_step = cost_limit / episode_length * action_repeat
+    return per_agent_step / (1.0 - cost_discount)
+
+
 class ConstraintPenalty(tf.Module):
     """A loss term for a scalar constraint g <= 0 and its multiplier's update.
 

@@ -37,20 +37,11 @@ import tensorflow_probability as tfp
 
 from saferl_tf.models.networks import mlp
 from saferl_tf.models.world_model import scalar_output
-from saferl_tf.rl.lagrangian import ConstraintPenalty
+from saferl_tf.rl.lagrangian import ConstraintPenalty, discounted_cost_limit
 from saferl_tf.rl.returns import lambda_returns
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
-
-
-def discounted_cost_limit(cost_limit: float, episode_length: int, action_repeat: int,
-                          safety_discount: float) -> float:  # fmt: skip
-    """The budget per environment step, summed over an agent step's repeats, as a
-    discounted sum: the cost value of spending ``cost_limit`` per
-    ``episode_length`` environment steps evenly forever."""
-    per_agent_step = cost_limit / episode_length * action_repeat
-    return per_agent_step / (1.0 - safety_discount)
 
 
 def pick_samples(chosen):
