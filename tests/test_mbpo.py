@@ -17,6 +17,7 @@ from saferl_tf.agents.base import preset_names
 from saferl_tf.config import build_config
 from saferl_tf.errors import ConfigError
 from saferl_tf.models.vagram import value_gradients
+from saferl_tf.rl.cost_window import CostWindow
 from saferl_tf.rl.schedules import linear_schedule
 
 OBSERVATION = spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -43,7 +44,8 @@ def test_schedules_are_read_at_epoch_plus_one_as_the_published_code():
     np.testing.assert_allclose(shares[:4], [0.25, 0.25, 0.5, 0.5])
 
 
-def _run(agent, steps, seed=0):
+def _run(agent, steps, seed=0, costs=None):
+    """Drives the agent on a fake linear task; its cost is 1 where x0 > 0.3, or ``costs[t]``."""
     rng = np.random.default_rng(seed)
     observation = rng.normal(size=(1, 3)).astype(np.float32)
     metrics = []
@@ -52,7 +54,7 @@ def _run(agent, steps, seed=0):
         following = (0.9 * observation + 0.1 * np.concatenate([action, action[:, :1]], 1)
                      ).astype(np.float32)  # fmt: skip
         reward = np.array([-float(np.sum(following**2))])
-        cost = np.array([float(following[0, 0] > 0.3)])
+        cost = np.array([float(following[0, 0] > 0.3) if costs is None else costs[t]])
         done = t % 40 == 39
         agent.observe(Transition(observation, action, reward, cost, following,
                                  np.array([False]), np.array([done])))  # fmt: skip
@@ -150,6 +152,61 @@ def test_the_cost_limit_is_a_per_episode_budget_as_a_discounted_cost_value():
         assert learner.discounted_cost_limit == pytest.approx(expected, rel=1e-12)
 
 
+def test_the_cost_window_keeps_the_cost_per_step_of_the_last_steps():
+    window = CostWindow(size=5)
+    assert float(window.rate()) == 0.0
+    costs = np.random.default_rng(0).integers(0, 3, 23).astype(np.float32)
+    seen = []
+    for chunk in np.split(costs, [1, 3, 4, 12, 13]):  # Vector steps of 1, 2, 1, 8, 1, 10.
+        window.add(chunk)
+        seen.extend(chunk)
+        np.testing.assert_allclose(float(window.rate()), np.mean(seen[-5:]), rtol=1e-6)
+        assert int(window.count) == min(len(seen), 5)
+
+
+def test_the_measured_cost_steps_the_multiplier_once_per_step_after_exploration():
+    # debug: 100 exploration steps. Limit 2 per 10 steps (0.2 per step), gamma_c 0.9:
+    # g_m = (rate - 0.2) / 0.1 over the last 10 steps after exploration.
+    config = config_for(SACAgent, safety=True, cost_limit=2.0, episode_length=10,
+                        cost_discount=0.9, initial_penalty=1e-2,
+                        initial_multiplier=0.5)  # fmt: skip
+    agent = SACAgent(OBSERVATION, ACTION, config)
+    assert not agent.learner.multiplier_from_critic
+    # Costs 0/1 at random, often until step 130, then never: g_m takes both signs.
+    rng = np.random.default_rng(3)
+    costs = (rng.uniform(size=160) < np.where(np.arange(160) < 130, 0.6, 0.0)).astype(float)
+    _run(agent, 160, costs=costs)
+    np.testing.assert_array_equal(agent.real.fields()["cost"], costs)
+    multiplier, signs = 0.5, set()
+    for step in range(100, 160):  # The SAC updates leave the multiplier alone.
+        g = (costs[100 : step + 1][-10:].mean() - 0.2) / 0.1
+        multiplier, signs = max(0.0, multiplier + 1e-2 * g), signs | {np.sign(g)}
+    assert {-1.0, 1.0} <= signs
+    assert float(agent.learner.penalty.multiplier) == pytest.approx(multiplier, rel=1e-5)
+    np.testing.assert_allclose(float(agent.cost_window.rate()), costs[-10:].mean(), rtol=1e-6)
+
+
+def test_with_the_critic_signal_the_sac_updates_step_the_multiplier():
+    config = config_for(SACAgent, safety=True, multiplier_signal="cost_critic",
+                        initial_penalty=1e-2, initial_multiplier=0.5)  # fmt: skip
+    agent = SACAgent(OBSERVATION, ACTION, config)
+    assert agent.learner.multiplier_from_critic and agent.cost_window is None
+    metrics = _run(agent, 99)
+    assert not metrics and float(agent.learner.penalty.multiplier) == 0.5  # Exploring.
+    metrics = _run(agent, 61, seed=1)
+    assert metrics and float(agent.learner.penalty.multiplier) != 0.5
+    assert "lagrangian/measured_cost_rate" not in metrics[-1]
+
+
+def test_an_unknown_multiplier_signal_is_a_one_line_error():
+    with pytest.raises(
+        ConfigError, match="multiplier_signal 'episode'.*measured_cost, cost_critic"
+    ):
+        SACAgent(
+            OBSERVATION, ACTION, config_for(SACAgent, safety=True, multiplier_signal="episode")
+        )
+
+
 def test_the_lagrange_multiplier_and_temperature_survive_a_checkpoint(tmp_path):
     config = config_for(VaGraMAgent, safety=True, cost_limit=0.0)
     agent = VaGraMAgent(OBSERVATION, ACTION, config)
@@ -169,6 +226,10 @@ def test_the_lagrange_multiplier_and_temperature_survive_a_checkpoint(tmp_path):
     for saved, loaded in zip(penalty.variables, fresh.learner.penalty.variables, strict=True):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
     assert float(fresh.learner.log_alpha.numpy()) == log_alpha
+    # The measured cost's window: a resumed run measures the same last steps.
+    assert int(agent.cost_window.count) == 60
+    for saved, loaded in zip(agent.cost_window.variables, fresh.cost_window.variables, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
 
 
 def test_the_value_gradients_are_recomputed_when_the_critics_change_and_only_then():

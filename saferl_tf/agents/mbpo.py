@@ -22,10 +22,18 @@ VaGraM gradients come from the SAC learner's two critics and two targets at
 the time of each fit (``saferl_tf.models.vagram``).
 
 With ``safety``, a cost critic and a ``ConstraintPenalty`` (``penalty``, as
-LAMBDA's) join the SAC update: g = mean Q_c(s, a ~ pi) - d with d =
-cost_limit / episode_length / (1 - cost_discount), the discounted cost of
-spending the budget evenly. Cost in model rollouts comes from the task's
-known function where it has one, else the model learns it.
+LAMBDA's) join the SAC update: the actor's loss adds penalty(g), g = mean
+Q_c(s, a ~ pi) - d with d = cost_limit / episode_length / (1 - cost_discount),
+the discounted cost of spending the budget evenly. ``multiplier_signal`` says
+what moves the multiplier: "measured_cost" (the default) steps it once per
+real environment step after exploration on the cost actually incurred, g_m =
+(r - cost_limit / episode_length) / (1 - cost_discount) with r the cost per
+step over the last ``episode_length`` such steps (``CostWindow``; OmniSafe's
+``SACLag`` uses the logged episode cost); "cost_critic" steps it in every SAC
+update on the critic's g (Ha et al. 2020), which the actor biases low by
+choosing the actions the critic underrates (docs/BENCHMARKS.md). Cost in model
+rollouts comes from the task's known function where it has one, else the
+model learns it.
 
 Call sequence (the ``Agent`` contract)::
 
@@ -51,12 +59,14 @@ from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble
 from saferl_tf.models.model_env import ModelEnv
 from saferl_tf.models.vagram import ValueGradientCache, vagram_member_loss
+from saferl_tf.rl.cost_window import CostWindow
 from saferl_tf.rl.lagrangian import discounted_cost_limit, penalty_from_config
 from saferl_tf.rl.sac import SACLearner
 from saferl_tf.rl.schedules import linear_schedule, schedule_length
 from saferl_tf.training.timing import PhaseTimer
 
 MODEL_LOSSES = ("mle", "mse", "vagram", "vagram_unbounded")
+MULTIPLIER_SIGNALS = ("measured_cost", "cost_critic")
 
 
 @register_agent("mbpo")
@@ -106,6 +116,7 @@ class MBPOAgent(Agent):
         model_retain_epochs: int = 1
         # Safety (SAC-Lagrangian).
         cost_discount: float = 0.99
+        multiplier_signal: str = "measured_cost"  # Or "cost_critic" (module docstring).
         penalty: str = "augmented_lagrangian"
         initial_multiplier: float = 0.0
         initial_penalty: float = 1e-3
@@ -128,6 +139,9 @@ class MBPOAgent(Agent):
         if config.model_max_steps < 0:
             raise ConfigError(f"model_max_steps must be >= 0 (0: no limit), "
                               f"got {config.model_max_steps}")  # fmt: skip
+        if config.multiplier_signal not in MULTIPLIER_SIGNALS:
+            raise ConfigError(f"unknown multiplier_signal {config.multiplier_signal!r}; "
+                              f"accepted: {', '.join(MULTIPLIER_SIGNALS)}")  # fmt: skip
         if config.model_retain_epochs < 1:
             raise ConfigError(f"model_retain_epochs must be >= 1, got {config.model_retain_epochs}")
         if config.use_model and config.action_repeat != 1:
@@ -153,7 +167,12 @@ class MBPOAgent(Agent):
             alpha_learning_rate=config.alpha_learning_rate, initial_alpha=config.initial_alpha,
             target_entropy=config.target_entropy, penalty=penalty,
             cost_discount=config.cost_discount, discounted_cost_limit=discounted_limit,
+            multiplier_from_critic=config.multiplier_signal == "cost_critic",
         )  # fmt: skip
+        self.cost_window = None
+        if config.safety and config.multiplier_signal == "measured_cost":
+            self.cost_window = CostWindow(config.episode_length)
+            self._measure = tf.function(self._measure_impl)
         fields = {
             "observation": ((self.observation_size,), np.float32),
             "action": ((self.action_size,), np.float32),
@@ -220,6 +239,7 @@ class MBPOAgent(Agent):
         return self._to_space(action.numpy())
 
     def _observe(self, transition) -> None:
+        learning = self.real.added >= self.config.exploration_steps
         self.real.add(
             observation=np.asarray(transition.observation, np.float32),
             action=self._from_space(np.asarray(transition.action, np.float32)),
@@ -228,6 +248,21 @@ class MBPOAgent(Agent):
             next_observation=np.asarray(transition.next_observation, np.float32),
             terminated=np.asarray(transition.terminated, np.float32),
         )  # fmt: skip
+        if self.cost_window is not None and learning:
+            self._measure(tf.constant(np.asarray(transition.cost, np.float32).reshape(-1)))
+
+    def _measured_constraint(self):
+        """g_m [] in cost-value units as the critic's g: (rate - limit per step) / (1 - gamma_c)."""
+        config = self.config
+        per_step = config.cost_limit / config.episode_length
+        return (self.cost_window.rate() - per_step) / (1.0 - config.cost_discount)
+
+    def _measure_impl(self, costs):
+        """Records one (vector) step's [N] costs and steps the multiplier once per
+        environment step, each on the window's rate after its cost."""
+        for index in range(costs.shape[0]):
+            self.cost_window.add(costs[index : index + 1])
+            self.learner.penalty.update(self._measured_constraint())
 
     # --- Updates -------------------------------------------------------------
 
@@ -264,6 +299,13 @@ class MBPOAgent(Agent):
                 result = self._sac_step({k: tf.constant(v) for k, v in batch.items()}, seed)
             metrics.update(result)
         metrics["sac/model_share"] = share
+        if self.cost_window is not None:
+            metrics["lagrangian/measured_cost_rate"] = self.cost_window.rate()
+            metrics["lagrangian/measured_constraint"] = self._measured_constraint()
+            # The multiplier as it is now, after this step's measurement.
+            metrics.update(
+                {f"lagrangian/{k}": v for k, v in self.learner.penalty.metrics().items()}
+            )
         # One row of metrics per model_train_every steps (the model's schedule),
         # not one per environment step.
         return metrics if after % config.model_train_every == 0 else {}

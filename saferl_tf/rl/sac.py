@@ -98,7 +98,9 @@ class SACLearner(tf.Module):
     ``batch`` holds observation [B, O], action [B, A], reward [B], cost [B],
     next_observation [B, O] and terminated [B]. With a ``penalty``, the actor's
     loss adds penalty(g), g = mean Q_c(s, a ~ pi) - ``discounted_cost_limit``;
-    the cost critic regresses c + gamma_c (1 - done) Q_c'(s', a').
+    the cost critic regresses c + gamma_c (1 - done) Q_c'(s', a'). Each update
+    also steps the multiplier on that g, unless ``multiplier_from_critic`` is
+    off: then the caller calls ``penalty.update`` with its own measurement.
     """
 
     def __init__(self, observation_size: int, action_size: int, *, hidden_units: int = 1024,
@@ -108,7 +110,7 @@ class SACLearner(tf.Module):
                  alpha_learning_rate: float = 3e-4, initial_alpha: float = 0.1,
                  target_entropy: float | None = None, log_std_bounds=(-5.0, 2.0),
                  penalty=None, cost_discount: float = 0.99, discounted_cost_limit: float = 0.0,
-                 name: str = "sac"):  # fmt: skip
+                 multiplier_from_critic: bool = True, name: str = "sac"):  # fmt: skip
         super().__init__(name=name)
         self.action_size = action_size
         self.discount, self.tau, self.target_update_every = discount, tau, target_update_every
@@ -116,6 +118,7 @@ class SACLearner(tf.Module):
         self.log_std_bounds = log_std_bounds
         self.penalty, self.cost_discount = penalty, cost_discount
         self.discounted_cost_limit = discounted_cost_limit
+        self.multiplier_from_critic = multiplier_from_critic
 
         def network(output, name):
             return FeatureMLP(hidden_units, hidden_layers, output, normalize_features, name=name)
@@ -253,7 +256,7 @@ class SACLearner(tf.Module):
             zip([tape.gradient(alpha_loss, self.log_alpha)], [self.log_alpha])
         )
         del tape
-        if self.penalty is not None:
+        if self.penalty is not None and self.multiplier_from_critic:
             self.penalty.update(constraint)
             metrics.update({f"lagrangian/{k}": tf.identity(v)
                             for k, v in self.penalty.metrics().items()})  # fmt: skip
