@@ -15,9 +15,9 @@ from gymnasium import spaces
 from saferl_tf.agents import MBPOAgent, SACAgent, Transition, VaGraMAgent
 from saferl_tf.agents.base import preset_names
 from saferl_tf.config import build_config
+from saferl_tf.data.archive import TransitionArchive
 from saferl_tf.errors import ConfigError
 from saferl_tf.models.vagram import value_gradients
-from saferl_tf.rl.cost_window import CostWindow
 from saferl_tf.rl.schedules import linear_schedule
 
 OBSERVATION = spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -152,18 +152,6 @@ def test_the_cost_limit_is_a_per_episode_budget_as_a_discounted_cost_value():
         assert learner.discounted_cost_limit == pytest.approx(expected, rel=1e-12)
 
 
-def test_the_cost_window_keeps_the_cost_per_step_of_the_last_steps():
-    window = CostWindow(size=5)
-    assert float(window.rate()) == 0.0
-    costs = np.random.default_rng(0).integers(0, 3, 23).astype(np.float32)
-    seen = []
-    for chunk in np.split(costs, [1, 3, 4, 12, 13]):  # Vector steps of 1, 2, 1, 8, 1, 10.
-        window.add(chunk)
-        seen.extend(chunk)
-        np.testing.assert_allclose(float(window.rate()), np.mean(seen[-5:]), rtol=1e-6)
-        assert int(window.count) == min(len(seen), 5)
-
-
 def test_the_measured_cost_steps_the_multiplier_once_per_step_after_exploration():
     # debug: 100 exploration steps. Limit 2 per 10 steps (0.2 per step), gamma_c 0.9:
     # g_m = (rate - 0.2) / 0.1 over the last 10 steps after exploration.
@@ -183,14 +171,14 @@ def test_the_measured_cost_steps_the_multiplier_once_per_step_after_exploration(
         multiplier, signs = max(0.0, multiplier + 1e-2 * g), signs | {np.sign(g)}
     assert {-1.0, 1.0} <= signs
     assert float(agent.learner.penalty.multiplier) == pytest.approx(multiplier, rel=1e-5)
-    np.testing.assert_allclose(float(agent.cost_window.rate()), costs[-10:].mean(), rtol=1e-6)
+    assert agent.measured_cost_rate() == pytest.approx(costs[-10:].mean(), rel=1e-12)
 
 
 def test_with_the_critic_signal_the_sac_updates_step_the_multiplier():
     config = config_for(SACAgent, safety=True, multiplier_signal="cost_critic",
                         initial_penalty=1e-2, initial_multiplier=0.5)  # fmt: skip
     agent = SACAgent(OBSERVATION, ACTION, config)
-    assert agent.learner.multiplier_from_critic and agent.cost_window is None
+    assert agent.learner.multiplier_from_critic and not agent.measures_cost
     metrics = _run(agent, 99)
     assert not metrics and float(agent.learner.penalty.multiplier) == 0.5  # Exploring.
     metrics = _run(agent, 61, seed=1)
@@ -210,7 +198,7 @@ def test_an_unknown_multiplier_signal_is_a_one_line_error():
 def test_the_lagrange_multiplier_and_temperature_survive_a_checkpoint(tmp_path):
     config = config_for(VaGraMAgent, safety=True, cost_limit=0.0)
     agent = VaGraMAgent(OBSERVATION, ACTION, config)
-    _run(agent, 160)
+    _run(agent, 160, costs=np.random.default_rng(0).integers(0, 2, 160))
     penalty = agent.learner.penalty
     for index, variable in enumerate(penalty.variables):  # Distinct values to find again.
         variable.assign(tf.fill(variable.shape, 0.37 + index))
@@ -226,10 +214,9 @@ def test_the_lagrange_multiplier_and_temperature_survive_a_checkpoint(tmp_path):
     for saved, loaded in zip(penalty.variables, fresh.learner.penalty.variables, strict=True):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
     assert float(fresh.learner.log_alpha.numpy()) == log_alpha
-    # The measured cost's window: a resumed run measures the same last steps.
-    assert int(agent.cost_window.count) == 60
-    for saved, loaded in zip(agent.cost_window.variables, fresh.cost_window.variables, strict=True):
-        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+    # The measured cost comes from the real data: a resumed run measures the same steps.
+    assert fresh.measured_cost_rate() == agent.measured_cost_rate()
+    assert 0 < agent.measured_cost_rate() < 1
 
 
 def test_the_value_gradients_are_recomputed_when_the_critics_change_and_only_then():
@@ -301,3 +288,16 @@ def test_vagram_learns_the_inverted_pendulum_with_two_distractor_dimensions(tmp_
     early = [value for step, value in evaluations if step <= 5000]
     assert max(early) < 200, evaluations
     assert max(value for _, value in evaluations[-2:]) >= 600, evaluations
+
+
+def test_the_archive_reads_one_fields_newest_rows_across_the_ring():
+    archive = TransitionArchive(5, {"cost": ((), np.float32), "x": ((2,), np.float32)})
+    seen = []
+    for chunk in np.split(np.arange(12, dtype=np.float32), [1, 3, 4, 11]):
+        archive.add(cost=chunk, x=np.zeros((len(chunk), 2), np.float32))
+        seen.extend(chunk)
+        for count in (1, 3, 5, 9):
+            np.testing.assert_array_equal(archive.newest_of("cost", count),
+                                          seen[-min(count, 5):])  # fmt: skip
+            np.testing.assert_array_equal(archive.newest_of("cost", count),
+                                          archive.newest(count)["cost"])  # fmt: skip

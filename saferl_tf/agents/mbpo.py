@@ -28,7 +28,7 @@ the discounted cost of spending the budget evenly. ``multiplier_signal`` says
 what moves the multiplier: "measured_cost" (the default) steps it once per
 real environment step after exploration on the cost actually incurred, g_m =
 (r - cost_limit / episode_length) / (1 - cost_discount) with r the cost per
-step over the last ``episode_length`` such steps (``CostWindow``; OmniSafe's
+step over the last ``episode_length`` such steps of the real data (OmniSafe's
 ``SACLag`` uses the logged episode cost); "cost_critic" steps it in every SAC
 update on the critic's g (Ha et al. 2020), which the actor biases low by
 choosing the actions the critic underrates (docs/BENCHMARKS.md). Cost in model
@@ -59,7 +59,6 @@ from saferl_tf.errors import ConfigError
 from saferl_tf.models.dynamics import DynamicsEnsemble
 from saferl_tf.models.model_env import ModelEnv
 from saferl_tf.models.vagram import ValueGradientCache, vagram_member_loss
-from saferl_tf.rl.cost_window import CostWindow
 from saferl_tf.rl.lagrangian import discounted_cost_limit, penalty_from_config
 from saferl_tf.rl.sac import SACLearner
 from saferl_tf.rl.schedules import linear_schedule, schedule_length
@@ -169,10 +168,9 @@ class MBPOAgent(Agent):
             cost_discount=config.cost_discount, discounted_cost_limit=discounted_limit,
             multiplier_from_critic=config.multiplier_signal == "cost_critic",
         )  # fmt: skip
-        self.cost_window = None
-        if config.safety and config.multiplier_signal == "measured_cost":
-            self.cost_window = CostWindow(config.episode_length)
-            self._measure = tf.function(self._measure_impl)
+        self.measures_cost = config.safety and config.multiplier_signal == "measured_cost"
+        if self.measures_cost:
+            self._step_multiplier = tf.function(self.learner.penalty.update)
         fields = {
             "observation": ((self.observation_size,), np.float32),
             "action": ((self.action_size,), np.float32),
@@ -248,21 +246,32 @@ class MBPOAgent(Agent):
             next_observation=np.asarray(transition.next_observation, np.float32),
             terminated=np.asarray(transition.terminated, np.float32),
         )  # fmt: skip
-        if self.cost_window is not None and learning:
-            self._measure(tf.constant(np.asarray(transition.cost, np.float32).reshape(-1)))
+        if self.measures_cost and learning:
+            # One multiplier step per environment step, each on the rate after its cost.
+            count = np.asarray(transition.cost).size
+            for index in range(count):
+                constraint = self.measured_constraint(newest_skipped=count - 1 - index)
+                self._step_multiplier(tf.constant(constraint, tf.float32))
 
-    def _measured_constraint(self):
-        """g_m [] in cost-value units as the critic's g: (rate - limit per step) / (1 - gamma_c)."""
+    def measured_cost_rate(self, newest_skipped: int = 0) -> float:
+        """The cost per step of the last ``episode_length`` real steps taken after
+        exploration (fewer early on; 0 before any), leaving out the newest
+        ``newest_skipped``. The real data are in the checkpoint, so a resumed run
+        measures the same steps."""
+        config = self.config
+        after = self.real.added - config.exploration_steps - newest_skipped
+        count = min(config.episode_length, max(after, 0))
+        if count == 0:
+            return 0.0
+        costs = self.real.newest_of("cost", count + newest_skipped)[:count]
+        return float(np.mean(costs, dtype=np.float64))
+
+    def measured_constraint(self, newest_skipped: int = 0) -> float:
+        """g_m in cost-value units, as the critic's g: (rate - limit per step) / (1 - gamma_c)."""
         config = self.config
         per_step = config.cost_limit / config.episode_length
-        return (self.cost_window.rate() - per_step) / (1.0 - config.cost_discount)
-
-    def _measure_impl(self, costs):
-        """Records one (vector) step's [N] costs and steps the multiplier once per
-        environment step, each on the window's rate after its cost."""
-        for index in range(costs.shape[0]):
-            self.cost_window.add(costs[index : index + 1])
-            self.learner.penalty.update(self._measured_constraint())
+        rate = self.measured_cost_rate(newest_skipped)
+        return (rate - per_step) / (1.0 - config.cost_discount)
 
     # --- Updates -------------------------------------------------------------
 
@@ -299,9 +308,9 @@ class MBPOAgent(Agent):
                 result = self._sac_step({k: tf.constant(v) for k, v in batch.items()}, seed)
             metrics.update(result)
         metrics["sac/model_share"] = share
-        if self.cost_window is not None:
-            metrics["lagrangian/measured_cost_rate"] = self.cost_window.rate()
-            metrics["lagrangian/measured_constraint"] = self._measured_constraint()
+        if self.measures_cost:
+            metrics["lagrangian/measured_cost_rate"] = self.measured_cost_rate()
+            metrics["lagrangian/measured_constraint"] = self.measured_constraint()
             # The multiplier as it is now, after this step's measurement.
             metrics.update(
                 {f"lagrangian/{k}": v for k, v in self.learner.penalty.metrics().items()}

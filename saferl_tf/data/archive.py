@@ -14,6 +14,7 @@ Call sequence::
                                           "epoch": ((), np.int32)})
     archive.add(observation=o [N, 17], epoch=e [N])
     rows = archive.newest(1000)        # {field: [1000, ...]}, oldest first
+    costs = archive.newest_of("cost", 1000)   # one field's [1000, ...]
     everything = archive.fields()      # {field: [len(archive), ...]}
     archive.before_checkpoint(); ...save...; ...restore...; archive.after_restore()
 """
@@ -69,6 +70,12 @@ class TransitionArchive(tf.Module):
         """The newest ``count`` rows (at most ``len(self)``), oldest first."""
         order = self._order()[len(self) - min(count, len(self)) :]
         return {key: value[order] for key, value in self._data.items()}
+
+    def newest_of(self, key: str, count: int) -> np.ndarray:
+        """Field ``key`` of the newest ``count`` rows (at most ``len(self)``), oldest
+        first, without touching the other rows."""
+        count = min(count, len(self))
+        return self._data[key][(self.added - count + np.arange(count)) % self.capacity]
 
     def sample(self, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """``count`` stored rows drawn uniformly with replacement (no copy of the rest)."""
